@@ -1,0 +1,31 @@
+"""Timer trigger: advance every due release (steps, bakes, analysis, swaps) within a time budget."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared import bootstrap
+
+bp = func.Blueprint()
+log = logging.getLogger("release_controller.timer")
+
+
+@bp.function_name("reconcile_timer")
+@bp.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def reconcile_timer(timer: func.TimerRequest) -> None:
+    container = bootstrap.container()
+    settings = container.settings
+    report = container.service.reconcile_due(
+        budget_seconds=settings.reconcile_budget_seconds, concurrency=settings.reconcile_concurrency
+    )
+    log.info(
+        "reconcile tick%s: %d reconciled, %d errors, %d left for the next tick",
+        " (past due)" if timer.past_due else "",
+        len(report.reconciled),
+        len(report.errors),
+        len(report.skipped_for_budget),
+    )
+    for release_id, error in report.errors:
+        log.error("release %s not reconciled: %s", release_id, error)

@@ -1,0 +1,1 @@
+"""The release controller's application package: pure domain, service layer, adapters."""

@@ -1,0 +1,210 @@
+"""Release and site state to and from JSON-ready dicts (for storage and for the HTTP API)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from shared.domain.model import (
+    AnalysisProgress,
+    Artifact,
+    AuditEntry,
+    Evidence,
+    Gate,
+    LastGood,
+    Phase,
+    ProviderKind,
+    Release,
+    ReleaseSpec,
+    SiteState,
+    SwapProgress,
+    ValidationProgress,
+    VersionStats,
+)
+from shared.domain.schema import spec_from_document, spec_to_document
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _stats(s: VersionStats) -> dict[str, Any]:
+    return {"requests": s.requests, "errors": s.errors, "latencyMs": s.latency_ms}
+
+
+def _stats_from(d: dict[str, Any]) -> VersionStats:
+    return VersionStats(requests=d["requests"], errors=d["errors"], latency_ms=d.get("latencyMs"))
+
+
+def spec_to_record(spec: ReleaseSpec) -> dict[str, Any]:
+    return {"event": spec_to_document(spec), "retryOf": spec.retry_of}
+
+
+def spec_from_record(record: dict[str, Any]) -> ReleaseSpec:
+    spec = spec_from_document(record["event"])
+    return replace(spec, retry_of=record["retryOf"]) if record.get("retryOf") else spec
+
+
+def state_to_record(r: Release) -> dict[str, Any]:
+    """Everything about a release except its spec."""
+    a = r.analysis
+    return {
+        "phase": r.phase.value,
+        "createdAt": iso(r.created_at),
+        "phaseSince": iso(r.phase_since),
+        "updatedAt": iso(r.updated_at),
+        "paused": r.paused,
+        "pauseReason": r.pause_reason,
+        "inconclusive": r.inconclusive,
+        "step": r.step,
+        "stepStartedAt": iso(r.step_started_at),
+        "weight": r.weight,
+        "gate": r.gate.value if r.gate else None,
+        "validation": {
+            "rounds": r.validation.rounds,
+            "streak": r.validation.streak,
+            "failures": r.validation.failures,
+        },
+        "analysis": {
+            "evidence": [
+                {
+                    "provider": e.provider.value,
+                    "canary": _stats(e.canary),
+                    "stable": _stats(e.stable),
+                    "latencyStatistic": e.latency_statistic,
+                }
+                for e in a.evidence
+            ],
+            "successes": a.successes,
+            "failures": a.failures,
+            "extensionUntil": iso(a.extension_until),
+            "lastOutcome": a.last_outcome,
+        },
+        "swap": (
+            {"purpose": r.swap.purpose, "startedAt": iso(r.swap.started_at), "token": r.swap.token} if r.swap else None
+        ),
+        "deployAttempts": r.deploy_attempts,
+        "transientFailures": r.transient_failures,
+        "reason": r.reason,
+        "retriedAs": r.retried_as,
+        "supersededBy": r.superseded_by,
+        "nextCheckAt": iso(r.next_check_at),
+        "finishedAt": iso(r.finished_at),
+    }
+
+
+def release_from_records(spec: ReleaseSpec, s: dict[str, Any]) -> Release:
+    a = s["analysis"]
+    swap = s.get("swap")
+    created_at = parse_iso(s["createdAt"])
+    assert created_at is not None
+    return Release(
+        spec=spec,
+        created_at=created_at,
+        phase=Phase(s["phase"]),
+        phase_since=parse_iso(s.get("phaseSince")),
+        updated_at=parse_iso(s.get("updatedAt")),
+        paused=s["paused"],
+        pause_reason=s.get("pauseReason"),
+        inconclusive=s.get("inconclusive", False),
+        step=s["step"],
+        step_started_at=parse_iso(s.get("stepStartedAt")),
+        weight=float(s["weight"]),
+        gate=Gate(s["gate"]) if s.get("gate") else None,
+        validation=ValidationProgress(**s["validation"]),
+        analysis=AnalysisProgress(
+            evidence=tuple(
+                Evidence(
+                    provider=ProviderKind(e["provider"]),
+                    canary=_stats_from(e["canary"]),
+                    stable=_stats_from(e["stable"]),
+                    latency_statistic=e.get("latencyStatistic", "p95"),
+                )
+                for e in a["evidence"]
+            ),
+            successes=a["successes"],
+            failures=a["failures"],
+            extension_until=parse_iso(a.get("extensionUntil")),
+            last_outcome=a.get("lastOutcome"),
+        ),
+        swap=(
+            SwapProgress(purpose=swap["purpose"], started_at=parse_iso(swap["startedAt"]), token=swap.get("token"))  # type: ignore[arg-type]
+            if swap
+            else None
+        ),
+        deploy_attempts=s["deployAttempts"],
+        transient_failures=s["transientFailures"],
+        reason=s.get("reason"),
+        retried_as=s.get("retriedAs"),
+        superseded_by=s.get("supersededBy"),
+        next_check_at=parse_iso(s.get("nextCheckAt")),
+        finished_at=parse_iso(s.get("finishedAt")),
+    )
+
+
+def last_good_to_record(g: LastGood | None) -> dict[str, Any] | None:
+    if g is None:
+        return None
+    return {
+        "releaseId": g.release_id,
+        "version": g.version,
+        "artifact": {g.artifact.kind: g.artifact.ref},
+        "appSettings": g.app_settings,
+    }
+
+
+def last_good_from_record(d: dict[str, Any] | None) -> LastGood | None:
+    if not d:
+        return None
+    kind, ref = next(iter(d["artifact"].items()))
+    return LastGood(d["releaseId"], d["version"], Artifact(kind, ref), dict(d.get("appSettings", {})))
+
+
+def site_to_record(site: SiteState) -> dict[str, Any]:
+    return {
+        "active": site.active,
+        "queued": site.queued,
+        "lastGood": last_good_to_record(site.last_good),
+    }
+
+
+def site_from_record(site_key: str, d: dict[str, Any]) -> SiteState:
+    return SiteState(
+        site_key=site_key,
+        active=d.get("active"),
+        queued=d.get("queued"),
+        last_good=last_good_from_record(d.get("lastGood")),
+    )
+
+
+def audit_to_record(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "at": iso(entry.at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "message": entry.message,
+        "phaseFrom": entry.phase_from.value,
+        "phaseTo": entry.phase_to.value,
+        "weight": entry.weight,
+        "details": entry.details,
+    }
+
+
+def audit_from_record(d: dict[str, Any]) -> AuditEntry:
+    at = parse_iso(d["at"])
+    assert at is not None
+    return AuditEntry(
+        at=at,
+        actor=d["actor"],
+        action=d["action"],
+        message=d["message"],
+        phase_from=Phase(d["phaseFrom"]),
+        phase_to=Phase(d["phaseTo"]),
+        weight=float(d["weight"]),
+        details=d.get("details") or {},
+    )

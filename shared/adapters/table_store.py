@@ -1,0 +1,571 @@
+"""The release store on Azure Table Storage (Azurite locally).
+
+Tables (names take an optional prefix):
+- ``Releases``: one partition per site. Rows: ``site`` (active/queued/last good), ``release|<inverted
+  time>|<id>`` (newest first), ``audit|<id>|<seq>``. A transition, its audit rows and the site row are
+  one entity-group transaction, If-Match on every row that existed.
+- ``ReleaseIndex``: partition ``id`` maps a release id to its site and row (point reads, idempotent
+  creation); partition ``active`` lists unfinished releases for the timer (written before the
+  release row, removed after it is final, so no active release is missed).
+- ``RejectedEvents``: one row per invalid event, with the full body, the reason and the time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableServiceClient, TableTransactionError, UpdateMode
+
+from shared.adapters.codec import (
+    audit_from_record,
+    audit_to_record,
+    iso,
+    parse_iso,
+    release_from_records,
+    site_from_record,
+    site_to_record,
+    spec_from_record,
+    spec_to_record,
+    state_to_record,
+)
+from shared.domain.model import Phase, Release, SiteState
+from shared.ports import (
+    ActiveRef,
+    ConcurrencyConflict,
+    DuplicateRelease,
+    EntityTooLarge,
+    IdClaim,
+    Page,
+    RejectedEvent,
+    ReleaseNotFound,
+    ReleaseSummary,
+    ReleaseWrite,
+    StoredAudit,
+    StoreUnavailable,
+    Versioned,
+)
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_OPERATIONS = 100
+MAX_STRING_UTF16_UNITS = 32 * 1024
+# Azure measures the 1 MiB entity limit on its own encoding; stay well below it.
+MAX_ENTITY_BYTES = 900 * 1024
+TEXT_CHUNK_CHARS = MAX_STRING_UTF16_UNITS // 2  # any 16,384 characters fit in 32,768 UTF-16 units
+BINARY_CHUNK_BYTES = 64 * 1024
+MAX_REJECTED_BODY_BYTES = 640 * 1024
+MAX_MESSAGE_CHARS = 8000
+_INVERTED_BASE = 10**13
+
+
+def table_key(value: str) -> str:
+    """A PartitionKey/RowKey-safe form: '/', '\\', '#', '?', '%' and control characters escaped."""
+    out = []
+    for ch in value:
+        if ch in "/\\#?%" or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
+            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _release_row_key(release_id: str, created_at: datetime) -> str:
+    inverted = _INVERTED_BASE - int(created_at.timestamp() * 1000)
+    return f"release|{inverted:013d}|{table_key(release_id)}"
+
+
+def _audit_row_key(release_id: str, seq: int) -> str:
+    return f"audit|{table_key(release_id)}|{seq:010d}"
+
+
+def _put_text(entity: dict[str, Any], name: str, text: str) -> None:
+    chunks = [text[i : i + TEXT_CHUNK_CHARS] for i in range(0, len(text), TEXT_CHUNK_CHARS)] or [""]
+    entity[f"{name}Chunks"] = len(chunks)
+    for index, chunk in enumerate(chunks):
+        entity[f"{name}{index}"] = chunk
+
+
+def _get_text(entity: dict[str, Any], name: str) -> str:
+    return "".join(entity[f"{name}{i}"] for i in range(int(entity[f"{name}Chunks"])))
+
+
+def _short(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def entity_size(entity: dict[str, Any]) -> int:
+    """Bytes the entity takes on the wire, counted the way Azure counts (strings as UTF-16)."""
+    size = 4
+    for name, value in entity.items():
+        size += 8 + 2 * len(name)
+        if isinstance(value, str):
+            size += 4 + len(value.encode("utf-16-le"))
+        elif isinstance(value, (bytes, bytearray)):
+            size += 4 + len(value)
+        else:
+            size += 8
+    return size
+
+
+def _guard(entity: dict[str, Any]) -> dict[str, Any]:
+    for name, value in entity.items():
+        if isinstance(value, str) and len(value.encode("utf-16-le")) // 2 > MAX_STRING_UTF16_UNITS:
+            raise EntityTooLarge(f"property {name} is longer than {MAX_STRING_UTF16_UNITS} UTF-16 units")
+    size = entity_size(entity)
+    if size > MAX_ENTITY_BYTES:
+        raise EntityTooLarge(f"row {entity.get('RowKey')} would be {size} bytes; the limit used is {MAX_ENTITY_BYTES}")
+    return entity
+
+
+@contextmanager
+def _storage_errors(what: str) -> Iterator[None]:
+    """Translate SDK errors to the store's; anything unexpected stays loud."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise StoreUnavailable(f"{what}: storage unreachable: {exc}") from exc
+    except HttpResponseError as exc:
+        if exc.status_code is not None and (exc.status_code >= 500 or exc.status_code in (408, 429)):
+            raise StoreUnavailable(f"{what}: storage answered {exc.status_code}") from exc
+        raise
+
+
+class TableReleaseStore:
+    def __init__(self, service: TableServiceClient, *, prefix: str = ""):
+        self._service = service
+        self._names = {n: f"{prefix}{n}" for n in ("Releases", "ReleaseIndex", "RejectedEvents")}
+        self._clients: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_connection_string(cls, conn: str, *, prefix: str = "", **client_kwargs: Any) -> TableReleaseStore:
+        return cls(TableServiceClient.from_connection_string(conn, **client_kwargs), prefix=prefix)
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str, credential: Any, *, prefix: str = "", **kw: Any) -> TableReleaseStore:
+        return cls(TableServiceClient(endpoint=endpoint, credential=credential, **kw), prefix=prefix)
+
+    def _table(self, name: str) -> TableClient:
+        client = self._clients.get(name)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(name)
+                if client is None:
+                    with _storage_errors(f"creating table {self._names[name]}"):
+                        client = self._service.create_table_if_not_exists(self._names[name])
+                    self._clients[name] = client
+        return client
+
+    @property
+    def _releases(self) -> TableClient:
+        return self._table("Releases")
+
+    @property
+    def _index(self) -> TableClient:
+        return self._table("ReleaseIndex")
+
+    # -- claims and lookups --------------------------------------------------------------------
+
+    def claim_release_id(self, claim: IdClaim) -> IdClaim:
+        entity = {
+            "PartitionKey": "id",
+            "RowKey": table_key(claim.release_id),
+            "ReleaseId": claim.release_id,
+            "SiteKey": claim.site_key,
+            "Fingerprint": claim.fingerprint,
+            "CreatedAt": iso(claim.created_at),
+        }
+        with _storage_errors("claiming a release id"):
+            try:
+                self._index.create_entity(entity)
+                return claim
+            except ResourceExistsError:
+                held = self._index.get_entity("id", table_key(claim.release_id))
+        created_at = parse_iso(held["CreatedAt"])
+        assert created_at is not None
+        return IdClaim(held["ReleaseId"], held["SiteKey"], held["Fingerprint"], created_at)
+
+    def _lookup(self, release_id: str) -> dict[str, Any] | None:
+        with _storage_errors("looking up a release"):
+            try:
+                return self._index.get_entity("id", table_key(release_id))
+            except ResourceNotFoundError:
+                return None
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def load_site(self, site_key: str) -> Versioned[SiteState]:
+        with _storage_errors("reading a site"):
+            try:
+                entity = self._releases.get_entity(table_key(site_key), "site")
+            except ResourceNotFoundError:
+                return Versioned(SiteState(site_key), None)
+        return Versioned(site_from_record(site_key, json.loads(entity["State"])), entity.metadata["etag"])
+
+    def find_release(self, release_id: str) -> Versioned[Release] | None:
+        claim = self._lookup(release_id)
+        if claim is None:
+            return None
+        created_at = parse_iso(claim["CreatedAt"])
+        assert created_at is not None
+        with _storage_errors("reading a release"):
+            try:
+                entity = self._releases.get_entity(
+                    table_key(claim["SiteKey"]), _release_row_key(release_id, created_at)
+                )
+            except ResourceNotFoundError:
+                return None  # claimed, but its creation never committed
+        return Versioned(self._release_from_entity(entity), entity.metadata["etag"])
+
+    def load_release(self, release_id: str) -> Versioned[Release]:
+        found = self.find_release(release_id)
+        if found is None:
+            raise ReleaseNotFound(release_id)
+        return found
+
+    @staticmethod
+    def _release_from_entity(entity: dict[str, Any]) -> Release:
+        spec = spec_from_record(json.loads(_get_text(entity, "Spec")))
+        release = release_from_records(spec, json.loads(_get_text(entity, "State")))
+        return replace(release, audit_seq=int(entity["AuditSeq"]))
+
+    # -- the transaction -------------------------------------------------------------------------
+
+    def _release_entity(self, pk: str, release: Release, audit_seq: int, fingerprint: str | None) -> dict[str, Any]:
+        t = release.spec.target
+        entity: dict[str, Any] = {
+            "PartitionKey": pk,
+            "RowKey": _release_row_key(release.id, release.created_at),
+            "Kind": "release",
+            "ReleaseId": release.id,
+            "SubscriptionId": t.subscription_id,
+            "ResourceGroup": t.resource_group,
+            "Site": t.site,
+            "SiteName": t.site.lower(),
+            "Slot": t.slot,
+            "Version": release.spec.version,
+            "Phase": release.phase.value,
+            "Paused": release.paused,
+            "Weight": float(release.weight),
+            "CreatedAt": iso(release.created_at),
+            "UpdatedAt": iso(release.updated_at),
+            "AuditSeq": audit_seq,
+        }
+        if fingerprint:
+            entity["Fingerprint"] = fingerprint
+        _put_text(entity, "Spec", json.dumps(spec_to_record(release.spec), separators=(",", ":")))
+        _put_text(entity, "State", json.dumps(state_to_record(release), separators=(",", ":")))
+        return _guard(entity)
+
+    def _audit_entity(self, pk: str, release_id: str, seq: int, record: dict[str, Any]) -> dict[str, Any]:
+        details = json.dumps(record["details"], separators=(",", ":"), default=str)
+        if len(details) > MAX_MESSAGE_CHARS * 2:
+            details = json.dumps({"truncated": True, "text": details[:MAX_MESSAGE_CHARS]})
+        return _guard(
+            {
+                "PartitionKey": pk,
+                "RowKey": _audit_row_key(release_id, seq),
+                "Kind": "audit",
+                "ReleaseId": release_id,
+                "Seq": seq,
+                "At": record["at"],
+                "Actor": _short(record["actor"], 256),
+                "Action": record["action"],
+                "Message": _short(record["message"]),
+                "PhaseFrom": record["phaseFrom"],
+                "PhaseTo": record["phaseTo"],
+                "Weight": float(record["weight"]),
+                "Details": details,
+            }
+        )
+
+    def commit(
+        self, site_key: str, writes: list[ReleaseWrite], site: Versioned[SiteState] | None = None
+    ) -> dict[str, str]:
+        pk = table_key(site_key)
+        operations: list[tuple[Any, ...]] = []
+        kinds: list[str] = []
+        inserted = [w.release for w in writes if w.etag is None]
+        for w in writes:
+            if w.release.site_key != site_key:
+                raise ValueError("every release in a commit must belong to the same site")
+            base = w.release.audit_seq
+            entity = self._release_entity(pk, w.release, base + len(w.audit), w.fingerprint)
+            if w.etag is None:
+                operations.append(("create", entity))
+                kinds.append("insert-release")
+            else:
+                operations.append(
+                    (
+                        "update",
+                        entity,
+                        {"mode": UpdateMode.REPLACE, "etag": w.etag, "match_condition": MatchConditions.IfNotModified},
+                    )
+                )
+                kinds.append("update")
+            for offset, entry in enumerate(w.audit, start=1):
+                operations.append(
+                    ("create", self._audit_entity(pk, w.release.id, base + offset, audit_to_record(entry)))
+                )
+                kinds.append("insert-audit")
+        if site is not None:
+            entity = _guard(
+                {
+                    "PartitionKey": pk,
+                    "RowKey": "site",
+                    "Kind": "site",
+                    "State": json.dumps(site_to_record(site.value), separators=(",", ":")),
+                }
+            )
+            if site.etag is None:
+                operations.append(("create", entity))
+                kinds.append("insert-site")
+            else:
+                operations.append(
+                    (
+                        "update",
+                        entity,
+                        {
+                            "mode": UpdateMode.REPLACE,
+                            "etag": site.etag,
+                            "match_condition": MatchConditions.IfNotModified,
+                        },
+                    )
+                )
+                kinds.append("update")
+        if len(operations) > MAX_BATCH_OPERATIONS:
+            raise EntityTooLarge(f"a transaction of {len(operations)} rows exceeds {MAX_BATCH_OPERATIONS}")
+
+        # The timer must never miss an unfinished release: index it before its row exists.
+        for release in inserted:
+            with _storage_errors("indexing an active release"):
+                self._index.upsert_entity(
+                    {
+                        "PartitionKey": "active",
+                        "RowKey": table_key(release.id),
+                        "ReleaseId": release.id,
+                        "SiteKey": site_key,
+                    }
+                )
+        try:
+            with _storage_errors("committing a release transition"):
+                results = self._releases.submit_transaction(operations)
+        except TableTransactionError as exc:
+            code = str(exc.error_code or "")
+            kind = kinds[exc.index] if 0 <= exc.index < len(kinds) else ""
+            if code == "EntityAlreadyExists" and kind == "insert-release":
+                raise DuplicateRelease(str(exc.message)) from exc
+            if code in ("UpdateConditionNotSatisfied", "EntityAlreadyExists", "ResourceNotFound"):
+                raise ConcurrencyConflict(f"{code} at operation {exc.index} ({kind})") from exc
+            if code in ("EntityTooLarge", "PropertyValueTooLarge", "RequestBodyTooLarge"):
+                raise EntityTooLarge(code) from exc
+            raise
+        etags: dict[str, str] = {}
+        for op, result, w_kind in zip(operations, results, kinds, strict=True):
+            if w_kind in ("insert-release", "update") and op[1].get("Kind") == "release":
+                etags[op[1]["ReleaseId"]] = result.get("etag", "")
+        for w in writes:
+            if w.release.is_final:
+                self.forget_active(w.release.id)
+        return etags
+
+    # -- active index ----------------------------------------------------------------------------
+
+    def list_active(self) -> list[ActiveRef]:
+        with _storage_errors("listing active releases"):
+            rows = list(self._index.query_entities("PartitionKey eq @pk", parameters={"pk": "active"}))
+        return [ActiveRef(r["ReleaseId"], r["SiteKey"]) for r in rows]
+
+    def forget_active(self, release_id: str) -> None:
+        with _storage_errors("removing an active index row"):
+            self._index.delete_entity("active", table_key(release_id))
+
+    # -- listing ---------------------------------------------------------------------------------
+
+    def list_releases(
+        self,
+        *,
+        site_key: str | None = None,
+        site: str | None = None,
+        phase: Phase | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[ReleaseSummary]:
+        clauses = ["Kind eq @kind"]
+        parameters: dict[str, Any] = {"kind": "release"}
+        if site_key is not None:
+            clauses.insert(0, "PartitionKey eq @pk")
+            parameters["pk"] = table_key(site_key)
+        if site is not None:
+            clauses.append("SiteName eq @site")
+            parameters["site"] = site.lower()
+        if phase is not None:
+            clauses.append("Phase eq @phase")
+            parameters["phase"] = phase.value
+        token = _decode_cursor(cursor)
+        items: list[ReleaseSummary] = []
+        select = [
+            "PartitionKey",
+            "ReleaseId",
+            "SubscriptionId",
+            "ResourceGroup",
+            "Site",
+            "Slot",
+            "Version",
+            "Phase",
+            "Paused",
+            "Weight",
+            "CreatedAt",
+            "UpdatedAt",
+        ]
+        with _storage_errors("listing releases"):
+            while True:
+                pager = self._releases.query_entities(
+                    " and ".join(clauses),
+                    parameters=parameters,
+                    results_per_page=limit - len(items),
+                    select=select,
+                ).by_page(continuation_token=token)
+                page = next(pager, None)
+                rows = list(page) if page is not None else []
+                items.extend(_summary(row) for row in rows)
+                token = pager.continuation_token
+                if not token or len(items) >= limit:
+                    break
+        return Page(items[:limit], _encode_cursor(token) if token else None)
+
+    def list_audit(self, release_id: str) -> list[StoredAudit]:
+        claim = self._lookup(release_id)
+        if claim is None:
+            raise ReleaseNotFound(release_id)
+        key = table_key(release_id)
+        with _storage_errors("reading the audit trail"):
+            rows = list(
+                self._releases.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                    parameters={"pk": table_key(claim["SiteKey"]), "lo": f"audit|{key}|", "hi": f"audit|{key}}}"},
+                )
+            )
+        out = []
+        for row in rows:
+            record = {
+                "at": row["At"],
+                "actor": row["Actor"],
+                "action": row["Action"],
+                "message": row["Message"],
+                "phaseFrom": row["PhaseFrom"],
+                "phaseTo": row["PhaseTo"],
+                "weight": row["Weight"],
+                "details": json.loads(row["Details"]),
+            }
+            out.append(StoredAudit(int(row["Seq"]), audit_from_record(record)))
+        return out
+
+    # -- rejected events -------------------------------------------------------------------------
+
+    def save_rejected(self, event: RejectedEvent) -> str:
+        day = event.received_at.strftime("%Y-%m-%d")
+        inverted = _INVERTED_BASE - int(event.received_at.timestamp() * 1000)
+        row_key = f"{inverted:013d}|{uuid.uuid4().hex}"
+        body = event.body[:MAX_REJECTED_BODY_BYTES]
+        entity: dict[str, Any] = {
+            "PartitionKey": day,
+            "RowKey": row_key,
+            "ReceivedAt": iso(event.received_at),
+            "Source": event.source,
+            "MessageId": _short(event.message_id or "", 1024),
+            "Reason": _short(event.reason),
+            "Errors": _short(json.dumps(event.errors), 16000),
+            "Details": _short(json.dumps(event.details, default=str), 16000),
+            "BodyLength": len(event.body),
+            "BodySha256": hashlib.sha256(event.body).hexdigest(),
+            "BodyTruncated": len(event.body) > len(body),
+            "BodyChunks": max(1, -(-len(body) // BINARY_CHUNK_BYTES)),
+        }
+        for index in range(entity["BodyChunks"]):
+            entity[f"Body{index}"] = body[index * BINARY_CHUNK_BYTES : (index + 1) * BINARY_CHUNK_BYTES] or b"\x00"[:0]
+        with _storage_errors("storing a rejected event"):
+            self._table("RejectedEvents").create_entity(_guard(entity))
+        return f"{day}/{row_key}"
+
+    def list_rejected(self, day: str) -> list[dict[str, Any]]:
+        with _storage_errors("listing rejected events"):
+            rows = list(self._table("RejectedEvents").query_entities("PartitionKey eq @pk", parameters={"pk": day}))
+        out = []
+        for row in rows:
+            body = b"".join(bytes(row.get(f"Body{i}") or b"") for i in range(int(row["BodyChunks"])))
+            out.append(
+                {
+                    "id": f"{row['PartitionKey']}/{row['RowKey']}",
+                    "receivedAt": row["ReceivedAt"],
+                    "source": row["Source"],
+                    "messageId": row["MessageId"] or None,
+                    "reason": row["Reason"],
+                    "errors": json.loads(row["Errors"]),
+                    "body": body,
+                    "bodyLength": row["BodyLength"],
+                    "bodyTruncated": row["BodyTruncated"],
+                }
+            )
+        return out
+
+
+def _summary(row: dict[str, Any]) -> ReleaseSummary:
+    created = parse_iso(row["CreatedAt"])
+    assert created is not None
+    return ReleaseSummary(
+        release_id=row["ReleaseId"],
+        site_key=row["PartitionKey"],
+        subscription_id=row["SubscriptionId"],
+        resource_group=row["ResourceGroup"],
+        site=row["Site"],
+        slot=row["Slot"],
+        version=row["Version"],
+        phase=Phase(row["Phase"]),
+        paused=bool(row["Paused"]),
+        weight=float(row["Weight"]),
+        created_at=created,
+        updated_at=parse_iso(row.get("UpdatedAt")),
+    )
+
+
+def _encode_cursor(token: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(token, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> dict[str, str] | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        token = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(token, dict) or not set(token) <= {"PartitionKey", "RowKey"}:
+            raise ValueError
+        return {k: str(v) for k, v in token.items()}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("cursor is not one this API handed out") from exc
+
+
+__all__ = ["AzureError", "TableReleaseStore", "table_key"]

@@ -1,0 +1,281 @@
+"""The HTTP API's vocabulary, independent of Azure Functions: JSON views, problems, edge validation."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.adapters.codec import iso
+from shared.domain.model import OverrideKind, Phase, Release
+from shared.domain.schema import RELEASE_ID_PATTERN, spec_to_document
+from shared.ports import ReleaseSummary, StoredAudit
+
+PROBLEM_BASE = "https://release-controller.example/problems/"
+MAX_OVERRIDE_BODY = 8 * 1024
+MAX_REASON = 1000
+MAX_PAGE = 200
+
+
+@dataclass
+class Problem(Exception):
+    """An RFC 9457 problem; raised at the edge, rendered as application/problem+json."""
+
+    status: int
+    slug: str
+    title: str
+    detail: str
+    errors: list[dict[str, str]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            doc["instance"] = instance
+        if self.errors:
+            doc["errors"] = self.errors
+        doc.update(self.extra)
+        return doc
+
+
+def bad_request(detail: str, errors: list[tuple[str, str]] | None = None, slug: str = "invalid-request") -> Problem:
+    return Problem(
+        400,
+        slug,
+        "The request is not valid",
+        detail,
+        [{"field": f or "(body)", "message": m} for f, m in (errors or [])],
+    )
+
+
+def release_view(release: Release) -> dict[str, Any]:
+    spec = release.spec
+    steps = spec.strategy.steps
+    step = None
+    if spec.is_canary and release.step >= 0:
+        step = {"index": release.step + 1, "of": len(steps), "weight": steps[release.step].weight}
+    return {
+        "releaseId": release.id,
+        "version": spec.version,
+        "target": {
+            "subscriptionId": spec.target.subscription_id,
+            "resourceGroup": spec.target.resource_group,
+            "site": spec.target.site,
+            "slot": spec.target.slot,
+        },
+        "strategy": spec.strategy.kind.value,
+        "phase": release.phase.value,
+        "phaseMeaning": release.phase.meaning,
+        "phaseSince": iso(release.phase_since),
+        "paused": release.paused,
+        "pauseReason": release.pause_reason,
+        "inconclusive": release.inconclusive,
+        "gate": release.gate.value if release.gate else None,
+        "step": step,
+        "weight": release.weight,
+        "reason": release.reason,
+        "swap": {"purpose": release.swap.purpose, "startedAt": iso(release.swap.started_at)} if release.swap else None,
+        "validation": {
+            "rounds": release.validation.rounds,
+            "streak": release.validation.streak,
+            "failures": release.validation.failures,
+        },
+        "analysis": {
+            "lastOutcome": release.analysis.last_outcome,
+            "successes": release.analysis.successes,
+            "failures": release.analysis.failures,
+            "evidence": [
+                {
+                    "provider": e.provider.value,
+                    "latencyStatistic": e.latency_statistic,
+                    "canary": {
+                        "requests": e.canary.requests,
+                        "errors": e.canary.errors,
+                        "latencyMs": e.canary.latency_ms,
+                    },
+                    "stable": {
+                        "requests": e.stable.requests,
+                        "errors": e.stable.errors,
+                        "latencyMs": e.stable.latency_ms,
+                    },
+                }
+                for e in release.analysis.evidence
+            ],
+        },
+        "retryOf": spec.retry_of,
+        "retriedAs": release.retried_as,
+        "supersededBy": release.superseded_by,
+        "createdAt": iso(release.created_at),
+        "updatedAt": iso(release.updated_at),
+        "finishedAt": iso(release.finished_at),
+        "spec": spec_to_document(spec),
+        "links": release_links(release.id),
+    }
+
+
+def release_links(release_id: str) -> dict[str, str]:
+    return {"self": f"/api/releases/{release_id}", "audit": f"/api/releases/{release_id}/audit"}
+
+
+def summary_view(s: ReleaseSummary) -> dict[str, Any]:
+    return {
+        "releaseId": s.release_id,
+        "version": s.version,
+        "target": {
+            "subscriptionId": s.subscription_id,
+            "resourceGroup": s.resource_group,
+            "site": s.site,
+            "slot": s.slot,
+        },
+        "phase": s.phase.value,
+        "paused": s.paused,
+        "weight": s.weight,
+        "createdAt": iso(s.created_at),
+        "updatedAt": iso(s.updated_at),
+        "links": release_links(s.release_id),
+    }
+
+
+def audit_view(stored: StoredAudit) -> dict[str, Any]:
+    e = stored.entry
+    return {
+        "seq": stored.seq,
+        "at": iso(e.at),
+        "actor": e.actor,
+        "action": e.action,
+        "message": e.message,
+        "phaseFrom": e.phase_from.value,
+        "phaseTo": e.phase_to.value,
+        "weight": e.weight,
+        "details": e.details,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Edge validation
+# ---------------------------------------------------------------------------------------------
+
+
+def check_release_id(value: str) -> str:
+    if not re.search(RELEASE_ID_PATTERN, value):
+        raise Problem(
+            404,
+            "release-not-found",
+            "No such release",
+            f"{value!r} is not a release id (ids match {RELEASE_ID_PATTERN})",
+        )
+    return value
+
+
+def parse_action(value: str) -> OverrideKind:
+    try:
+        return OverrideKind(value)
+    except ValueError:
+        allowed = ", ".join(k.value for k in OverrideKind)
+        raise Problem(
+            404, "unknown-action", "No such action", f"{value!r} is not an action; use one of {allowed}"
+        ) from None
+
+
+def parse_reason(body: bytes) -> str:
+    """The override body: {"reason": "..."}, required so the audit says why."""
+    if len(body) > MAX_OVERRIDE_BODY:
+        raise bad_request(f"the body is larger than {MAX_OVERRIDE_BODY} bytes")
+    if not body.strip():
+        raise bad_request("send a JSON body with a reason", [("reason", "is required")])
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request(
+            "the body is not JSON", [("(body)", 'must be a JSON object like {"reason": "..."}')]
+        ) from None
+    if not isinstance(doc, dict):
+        raise bad_request("the body must be a JSON object", [("(body)", "must be a JSON object")])
+    errors = [(k, "is not a known field") for k in doc if k != "reason"]
+    reason = doc.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        errors.append(("reason", "is required: say why, for the audit trail"))
+    elif len(reason) > MAX_REASON or any(ord(c) < 0x20 and c not in "\t" for c in reason):
+        errors.append(("reason", f"must be at most {MAX_REASON} characters of text on one line"))
+    if errors:
+        raise bad_request("the override request is not valid", errors)
+    return reason.strip()
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    site_key: str | None
+    site: str | None
+    phase: Phase | None
+    limit: int
+    cursor: str | None
+
+
+def parse_list_query(params: Mapping[str, str]) -> ListQuery:
+    errors: list[tuple[str, str]] = []
+    known = {"site", "subscriptionId", "resourceGroup", "phase", "limit", "cursor"}
+    errors += [(k, "is not a known query parameter") for k in params if k not in known]
+    site = params.get("site") or None
+    sub, rg = params.get("subscriptionId") or None, params.get("resourceGroup") or None
+    site_key = None
+    if sub or rg:
+        if not (sub and rg and site):
+            errors.append(("subscriptionId", "subscriptionId, resourceGroup and site go together"))
+        else:
+            site_key = f"{sub}~{rg}~{site}".lower()
+    if site is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,60}", site):
+        errors.append(("site", "must be an App Service site name"))
+    phase = None
+    if params.get("phase"):
+        try:
+            phase = Phase(params["phase"])
+        except ValueError:
+            errors.append(("phase", "must be one of " + ", ".join(p.value for p in Phase)))
+    limit = 50
+    if params.get("limit"):
+        raw = params["limit"]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            errors.append(("limit", f"must be an integer from 1 to {MAX_PAGE}"))
+        else:
+            limit = int(raw)
+    cursor = params.get("cursor") or None
+    if cursor is not None and (len(cursor) > 2048 or not re.fullmatch(r"[A-Za-z0-9_=-]+", cursor)):
+        errors.append(("cursor", "is not a cursor this API handed out"))
+    if errors:
+        raise bad_request("the query is not valid", errors)
+    return ListQuery(
+        site_key=site_key, site=site if site_key is None else None, phase=phase, limit=limit, cursor=cursor
+    )
+
+
+_NAME_CLAIMS = ("name", "preferred_username", "upn", "email", "unique_name")
+
+
+def actor_from_headers(headers: Mapping[str, str]) -> str:
+    """Who is asking: the EasyAuth principal when present, else the holder of the function key."""
+    encoded = headers.get("x-ms-client-principal")
+    if encoded:
+        try:
+            principal = json.loads(base64.b64decode(encoded, validate=True))
+            claims = {c["typ"]: c["val"] for c in principal.get("claims", [])}
+        except (binascii.Error, ValueError, TypeError, KeyError, AttributeError):
+            raise bad_request(
+                "the X-MS-CLIENT-PRINCIPAL header is not base64 JSON from App Service authentication",
+                [("X-MS-CLIENT-PRINCIPAL", "is malformed")],
+            ) from None
+        for claim in (principal.get("name_typ"), *_NAME_CLAIMS):
+            if claim and claims.get(claim):
+                return f"{principal.get('auth_typ', 'aad')}:{claims[claim]}"[:256]
+    name = headers.get("x-ms-client-principal-name")
+    if name:
+        return f"principal:{name}"[:256]
+    return "function-key"

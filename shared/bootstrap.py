@@ -1,0 +1,101 @@
+"""Composition root: settings -> adapters -> service, built lazily once per worker process.
+
+Heavy SDKs (azure.identity, azure.mgmt.web) are imported here, on first use, never at module
+import, so the Functions host indexes the app quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.service import ReleaseService
+from shared.settings import Settings
+
+log = logging.getLogger("release_controller.bootstrap")
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class LoggingNotifier:
+    """Alerts go to the log at warning/error level, where Azure Monitor alert rules pick them up."""
+
+    def notify(self, release: Any, severity: str, message: str) -> None:
+        level = logging.ERROR if severity == "error" else logging.WARNING
+        logging.getLogger("release_controller.alerts").log(
+            level, "ALERT %s: %s", severity, message, extra={"releaseId": release.id}
+        )
+
+
+@dataclass
+class Container:
+    settings: Settings
+    service: ReleaseService
+    parts: dict[str, Any]
+
+
+_container: Container | None = None
+_lock = threading.Lock()
+
+
+def _credential(settings: Settings) -> Any:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def build(settings: Settings) -> Container:
+    from shared.adapters.table_store import TableReleaseStore
+
+    if settings.store_connection_string:
+        store = TableReleaseStore.from_connection_string(settings.store_connection_string, prefix=settings.table_prefix)
+    else:
+        assert settings.store_endpoint is not None
+        store = TableReleaseStore.from_endpoint(
+            settings.store_endpoint, _credential(settings), prefix=settings.table_prefix
+        )
+    parts: dict[str, Any] = {"store": store}
+    if settings.slot_platform == "memory":
+        from shared.adapters.memory import InMemorySlotPlatform, ScriptedAnalyzer, ScriptedValidator
+
+        platform: Any = InMemorySlotPlatform()
+        validator: Any = ScriptedValidator()
+        analyzer: Any = ScriptedAnalyzer()
+        log.warning("SLOT_PLATFORM=memory: simulated slots; nothing is deployed anywhere")
+    else:
+        from shared.adapters.analysis import ProviderAnalyzer
+        from shared.adapters.appservice import AppServiceSlotPlatform
+        from shared.adapters.probes import HttpValidator
+
+        platform = AppServiceSlotPlatform.from_settings(settings, _credential(settings))
+        validator = HttpValidator(ca_bundle=settings.probe_ca_bundle)
+        analyzer = ProviderAnalyzer.from_settings(settings, platform)
+    parts.update(platform=platform, validator=validator, analyzer=analyzer)
+    service = ReleaseService(store, platform, validator, analyzer, LoggingNotifier(), SystemClock())
+    return Container(settings=settings, service=service, parts=parts)
+
+
+def container() -> Container:
+    global _container
+    if _container is None:
+        with _lock:
+            if _container is None:
+                _container = build(Settings.from_env())
+    return _container
+
+
+def get_service() -> ReleaseService:
+    return container().service
+
+
+def use(replacement: Container | None) -> None:
+    """Swap the composition root (tests, the local host); None rebuilds from settings on next use."""
+    global _container
+    with _lock:
+        _container = replacement

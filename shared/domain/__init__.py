@@ -1,0 +1,1 @@
+"""Functional core: no azure.*, no os.environ, no clock, no I/O."""

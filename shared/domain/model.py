@@ -1,0 +1,483 @@
+"""The release, its plan and its lifecycle, as immutable values.
+
+Everything here is plain data: the state machine in ``machine.py`` turns one value into the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+
+class Phase(StrEnum):
+    PENDING = "pending"
+    DEPLOYING = "deploying"
+    VALIDATING = "validating"
+    AWAITING_APPROVAL = "awaitingApproval"
+    SHIFTING = "shifting"
+    PROMOTING = "promoting"
+    GUARDING = "guarding"
+    SUCCEEDED = "succeeded"
+    ROLLING_BACK = "rollingBack"
+    ROLLED_BACK = "rolledBack"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_PHASES
+
+    @property
+    def meaning(self) -> str:
+        return PHASE_MEANINGS[self]
+
+
+FINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.CANCELLED})
+
+PHASE_MEANINGS: dict[Phase, str] = {
+    Phase.PENDING: "accepted; waiting for its turn on the site",
+    Phase.DEPLOYING: "artifact and app settings going onto the staging slot; slot warming up",
+    Phase.VALIDATING: "smoke checks against the staging slot's own host name, before any user traffic",
+    Phase.AWAITING_APPROVAL: "waiting for a person to approve (before traffic or before promotion)",
+    Phase.SHIFTING: "canary: a step's weight is applied, verified and baking under analysis",
+    Phase.PROMOTING: "swapping staging into production; routing rules cleared",
+    Phase.GUARDING: "promoted; watching production while the previous version stays warm in staging",
+    Phase.SUCCEEDED: "final: the new version serves production",
+    Phase.ROLLING_BACK: "taking the new version out of traffic (weight 0, or swap back)",
+    Phase.ROLLED_BACK: "final: production serves the previous version; the reason is recorded",
+    Phase.FAILED: "final: the controller could not restore a known-good state; a person must act",
+    Phase.CANCELLED: "final: superseded or aborted before any user traffic reached it",
+}
+
+# Every phase change decide() or an override may make. Anything else is a bug.
+TRANSITIONS: dict[Phase, frozenset[Phase]] = {
+    Phase.PENDING: frozenset({Phase.DEPLOYING, Phase.CANCELLED}),
+    Phase.DEPLOYING: frozenset({Phase.VALIDATING, Phase.ROLLING_BACK, Phase.CANCELLED}),
+    Phase.VALIDATING: frozenset(
+        {Phase.AWAITING_APPROVAL, Phase.SHIFTING, Phase.PROMOTING, Phase.ROLLING_BACK, Phase.CANCELLED}
+    ),
+    Phase.AWAITING_APPROVAL: frozenset({Phase.SHIFTING, Phase.PROMOTING, Phase.ROLLING_BACK, Phase.CANCELLED}),
+    Phase.SHIFTING: frozenset({Phase.SHIFTING, Phase.AWAITING_APPROVAL, Phase.PROMOTING, Phase.ROLLING_BACK}),
+    Phase.PROMOTING: frozenset({Phase.GUARDING, Phase.SUCCEEDED, Phase.ROLLING_BACK}),
+    Phase.GUARDING: frozenset({Phase.SUCCEEDED, Phase.ROLLING_BACK}),
+    Phase.ROLLING_BACK: frozenset({Phase.ROLLED_BACK, Phase.FAILED}),
+    Phase.SUCCEEDED: frozenset(),
+    Phase.ROLLED_BACK: frozenset(),
+    Phase.FAILED: frozenset(),
+    Phase.CANCELLED: frozenset(),
+}
+
+
+class StrategyKind(StrEnum):
+    CANARY = "canary"
+    BLUE_GREEN = "blueGreen"
+
+
+class Promotion(StrEnum):
+    AUTO = "auto"
+    MANUAL = "manual"
+
+
+class Gate(StrEnum):
+    BEFORE_TRAFFIC = "beforeTraffic"
+    BEFORE_PROMOTION = "beforePromotion"
+
+
+class OverrideKind(StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote"
+    PROMOTE_FULL = "promote-full"
+    ROLLBACK = "rollback"
+    APPROVE = "approve"
+    RETRY = "retry"
+
+
+class ProviderKind(StrEnum):
+    HTTP = "http"
+    AZURE_MONITOR = "azureMonitor"
+    WEBHOOK = "webhook"
+
+
+class WebhookStage(StrEnum):
+    BEFORE_TRAFFIC = "beforeTraffic"
+    EACH_STEP = "eachStep"
+    BEFORE_PROMOTION = "beforePromotion"
+
+
+CONTROLLER = "controller"
+
+# ---------------------------------------------------------------------------------------------
+# The plan: what CI asked for (release event v1, normalized)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    subscription_id: str
+    resource_group: str
+    site: str
+    slot: str = "staging"
+
+    @property
+    def site_key(self) -> str:
+        """Identifies the site (not the slot): one active release per site."""
+        return f"{self.subscription_id}~{self.resource_group}~{self.site}".lower()
+
+    def describe(self) -> str:
+        return f"{self.resource_group}/{self.site} (slot {self.slot})"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    kind: Literal["container", "package"]
+    ref: str
+
+
+@dataclass(frozen=True)
+class Step:
+    weight: float
+    bake_seconds: int
+
+
+@dataclass(frozen=True)
+class Strategy:
+    kind: StrategyKind
+    steps: tuple[Step, ...] = ()
+    guard_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class Check:
+    path: str = "/"
+    expect_status: int = 200
+    body_contains: str | None = None
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class Validation:
+    checks: tuple[Check, ...] = (Check(),)
+    consecutive_successes: int = 3
+    failure_limit: int = 3
+    deadline_seconds: int = 600
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    kind: ProviderKind
+    path: str = "/"
+    requests_per_tick: int = 20
+    url: str | None = None
+    secret_setting: str | None = None
+    stages: tuple[WebhookStage, ...] = ()
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    providers: tuple[ProviderSpec, ...] = (ProviderSpec(ProviderKind.HTTP),)
+    max_error_rate: float = 0.05
+    max_latency_ms: float = 1000.0
+    relative_to_stable: bool = True
+    max_error_rate_increase: float = 0.01
+    max_latency_increase_ms: float = 200.0
+    min_requests: int = 50
+    max_bake_extension_seconds: int = 600
+    failure_limit: int = 0
+    consecutive_successes: int = 1
+    progress_deadline_seconds: int = 1800
+
+
+@dataclass(frozen=True)
+class Metadata:
+    commit: str | None = None
+    pipeline_url: str | None = None
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseSpec:
+    release_id: str
+    target: Target
+    version: str
+    artifact: Artifact
+    strategy: Strategy
+    app_settings: dict[str, str] = field(default_factory=dict)
+    promotion: Promotion = Promotion.AUTO
+    approve_before_traffic: bool = False
+    validation: Validation = Validation()
+    analysis: AnalysisSettings = AnalysisSettings()
+    metadata: Metadata = Metadata()
+    retry_of: str | None = None
+
+    @property
+    def is_canary(self) -> bool:
+        return self.strategy.kind is StrategyKind.CANARY
+
+
+# ---------------------------------------------------------------------------------------------
+# Observations: what the service saw before deciding
+# ---------------------------------------------------------------------------------------------
+
+
+class SwapStatus(StrEnum):
+    IN_PROGRESS = "inProgress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SwapState:
+    status: SwapStatus
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SlotObservation:
+    """What the platform reports about the site's production and staging slots."""
+
+    production_release: str | None
+    staging_release: str | None
+    staging_ready: bool
+    weight: float
+    staging_host: str | None = None
+    production_host: str | None = None
+    swap: SwapState | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: Check
+    passed: bool
+    status: int | None = None
+    latency_ms: float | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        got = f"HTTP {self.status}" if self.status is not None else "no response"
+        verdict = "passed" if self.passed else "FAILED"
+        extra = f" ({self.detail})" if self.detail else ""
+        return f"GET {self.check.path} expected {self.check.expect_status}, got {got}: {verdict}{extra}"
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """Requests seen by one version over a window. Latency is the provider's statistic."""
+
+    requests: int = 0
+    errors: int = 0
+    latency_ms: float | None = None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One provider's evidence for the current window: canary (new) against stable (production)."""
+
+    provider: ProviderKind
+    canary: VersionStats
+    stable: VersionStats
+    latency_statistic: str = "p95"
+    # delta: counts since the previous measurement (added up by the core);
+    # window: totals since the step started (replace what was held).
+    cumulative: bool = True
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """An external gate's answer (the webhook provider)."""
+
+    provider: ProviderKind
+    passed: bool
+    detail: str = ""
+    stage: WebhookStage = WebhookStage.EACH_STEP
+
+
+@dataclass(frozen=True)
+class LastGood:
+    release_id: str
+    version: str
+    artifact: Artifact
+    app_settings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SiteState:
+    site_key: str
+    active: str | None = None
+    queued: str | None = None
+    last_good: LastGood | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    site: SiteState
+    slots: SlotObservation | None = None
+    checks: tuple[CheckResult, ...] | None = None
+    measurements: tuple[Measurement, ...] | None = None
+    gates: tuple[GateResult, ...] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The release: plan + progress
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationProgress:
+    rounds: int = 0
+    streak: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything one provider has seen during the current step (or guard window)."""
+
+    provider: ProviderKind
+    canary: VersionStats = VersionStats()
+    stable: VersionStats = VersionStats()
+    latency_statistic: str = "p95"
+
+
+@dataclass(frozen=True)
+class AnalysisProgress:
+    """Evidence and verdict counters of the current step (or guard window)."""
+
+    evidence: tuple[Evidence, ...] = ()
+    successes: int = 0
+    failures: int = 0
+    extension_until: datetime | None = None
+    last_outcome: str | None = None
+
+
+@dataclass(frozen=True)
+class SwapProgress:
+    purpose: Literal["promote", "rollback"]
+    started_at: datetime
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Release:
+    spec: ReleaseSpec
+    created_at: datetime
+    phase: Phase = Phase.PENDING
+    phase_since: datetime | None = None
+    updated_at: datetime | None = None
+    paused: bool = False
+    pause_reason: str | None = None
+    inconclusive: bool = False
+    step: int = -1
+    step_started_at: datetime | None = None
+    weight: float = 0.0
+    gate: Gate | None = None
+    validation: ValidationProgress = ValidationProgress()
+    analysis: AnalysisProgress = AnalysisProgress()
+    swap: SwapProgress | None = None
+    deploy_attempts: int = 0
+    transient_failures: int = 0
+    reason: str | None = None
+    retried_as: str | None = None
+    superseded_by: str | None = None
+    next_check_at: datetime | None = None
+    finished_at: datetime | None = None
+    # How many audit entries are stored for this release; kept by the store, never by decide().
+    audit_seq: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.spec.release_id
+
+    @property
+    def site_key(self) -> str:
+        return self.spec.target.site_key
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.spec.strategy.steps
+
+    @property
+    def is_final(self) -> bool:
+        return self.phase.is_final
+
+    @property
+    def has_reached_users(self) -> bool:
+        """True once any user request may have been served by the new version."""
+        return (
+            self.weight > 0
+            or self.step >= 0
+            or self.swap is not None
+            or self.phase in (Phase.PROMOTING, Phase.GUARDING)
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions: what to do and what to record
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeployToSlot:
+    release_id: str
+    version: str
+    artifact: Artifact
+    app_settings: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SetWeight:
+    weight: float
+
+
+@dataclass(frozen=True)
+class BeginSwap:
+    purpose: Literal["promote", "rollback"]
+
+
+@dataclass(frozen=True)
+class RestoreStaging:
+    """Put the last good release back on the staging slot (visitors pinned there see good code)."""
+
+    last_good: LastGood
+
+
+@dataclass(frozen=True)
+class RaiseAlert:
+    severity: Literal["warning", "error"]
+    message: str
+
+
+Effect = DeployToSlot | SetWeight | BeginSwap | RestoreStaging | RaiseAlert
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    message: str
+    phase_from: Phase
+    phase_to: Phase
+    weight: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    release: Release
+    effects: tuple[Effect, ...] = ()
+    audit: tuple[AuditEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Override:
+    kind: OverrideKind
+    actor: str
+    reason: str

@@ -1,0 +1,257 @@
+"""The capabilities the service layer needs from the outside world, one Protocol each.
+
+Every port has an in-memory implementation (``shared.adapters.memory``) for tests and an Azure one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from shared.domain.model import (
+    Artifact,
+    AuditEntry,
+    Check,
+    CheckResult,
+    LastGood,
+    Measurement,
+    Phase,
+    ProviderSpec,
+    Release,
+    SiteState,
+    SlotObservation,
+    Target,
+)
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors the service understands
+# ---------------------------------------------------------------------------------------------
+
+
+class StoreError(Exception):
+    """Base class of release store errors."""
+
+
+class StoreUnavailable(StoreError):
+    """Storage could not be reached or answered with a server error: retry later."""
+
+
+class ConcurrencyConflict(StoreError):
+    """Someone else changed the rows since they were read (ETag mismatch): reload and decide again."""
+
+
+class ReleaseNotFound(StoreError):
+    def __init__(self, release_id: str):
+        self.release_id = release_id
+        super().__init__(f"no release with id {release_id!r}")
+
+
+class DuplicateRelease(StoreError):
+    """The release row already exists (the same event arrived again)."""
+
+
+class ReleaseIdConflict(StoreError):
+    """The release id is taken by a release with a different plan."""
+
+    def __init__(self, release_id: str, existing_site_key: str):
+        self.release_id = release_id
+        self.existing_site_key = existing_site_key
+        super().__init__(
+            f"release id {release_id!r} already exists with a different body; "
+            "a release id names one plan forever: send the change under a new id"
+        )
+
+
+class EntityTooLarge(StoreError):
+    """A row would break a Table Storage limit (property size, entity size or batch size)."""
+
+
+class PlatformError(Exception):
+    """An App Service call failed. ``transient`` says whether retrying later may succeed."""
+
+    transient: bool = True
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        self.message = message
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class TransientPlatformError(PlatformError):
+    transient = True
+
+
+class TerminalPlatformError(PlatformError):
+    transient = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Release store
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[T]):
+    """A value with the ETag it was read at (None: the row does not exist yet)."""
+
+    value: T
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class ReleaseWrite:
+    """One release row to insert (``etag`` None) or replace (If-Match ``etag``), with its audit rows."""
+
+    release: Release
+    etag: str | None
+    audit: tuple[AuditEntry, ...] = ()
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class IdClaim:
+    release_id: str
+    site_key: str
+    fingerprint: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ActiveRef:
+    release_id: str
+    site_key: str
+
+
+@dataclass(frozen=True)
+class ReleaseSummary:
+    release_id: str
+    site_key: str
+    subscription_id: str
+    resource_group: str
+    site: str
+    slot: str
+    version: str
+    phase: Phase
+    paused: bool
+    weight: float
+    created_at: datetime
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredAudit:
+    seq: int
+    entry: AuditEntry
+
+
+@dataclass(frozen=True)
+class RejectedEvent:
+    received_at: datetime
+    source: str
+    message_id: str | None
+    reason: str
+    errors: list[tuple[str, str]]
+    body: bytes
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class ReleaseStore(Protocol):
+    def claim_release_id(self, claim: IdClaim) -> IdClaim:
+        """Reserve ``claim.release_id`` (idempotent). Returns the claim that holds the id, which may
+        be an earlier one. Raises StoreUnavailable."""
+        ...
+
+    def load_site(self, site_key: str) -> Versioned[SiteState]: ...
+
+    def load_release(self, release_id: str) -> Versioned[Release]:
+        """Raises ReleaseNotFound."""
+        ...
+
+    def find_release(self, release_id: str) -> Versioned[Release] | None: ...
+
+    def commit(
+        self, site_key: str, writes: list[ReleaseWrite], site: Versioned[SiteState] | None = None
+    ) -> dict[str, str]:
+        """Write release rows, their audit rows and (optionally) the site row in one transaction.
+
+        Returns the new ETag of each release written. Raises ConcurrencyConflict (someone else
+        wrote first), DuplicateRelease (an inserted release exists), EntityTooLarge, StoreUnavailable.
+        """
+        ...
+
+    def list_active(self) -> list[ActiveRef]: ...
+
+    def forget_active(self, release_id: str) -> None: ...
+
+    def list_releases(
+        self,
+        *,
+        site_key: str | None = None,
+        site: str | None = None,
+        phase: Phase | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[ReleaseSummary]:
+        """Raises ValueError for a cursor this store did not hand out."""
+        ...
+
+    def list_audit(self, release_id: str) -> list[StoredAudit]: ...
+
+    def save_rejected(self, event: RejectedEvent) -> str: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# App Service
+# ---------------------------------------------------------------------------------------------
+
+
+class SlotPlatform(Protocol):
+    """The App Service operations the controller needs. Raise PlatformError subclasses."""
+
+    def observe(self, target: Target, *, swap_token: str | None = None) -> SlotObservation: ...
+
+    def deploy(
+        self, target: Target, *, release_id: str, version: str, artifact: Artifact, app_settings: dict[str, str]
+    ) -> None: ...
+
+    def set_weight(self, target: Target, weight: float) -> None: ...
+
+    def begin_swap(self, target: Target) -> str:
+        """Start swapping the slot with production; returns the continuation token."""
+        ...
+
+    def restore_staging(self, target: Target, last_good: LastGood) -> None: ...
+
+
+class Validator(Protocol):
+    def run_checks(self, host: str, checks: tuple[Check, ...]) -> tuple[CheckResult, ...]: ...
+
+
+class Analyzer(Protocol):
+    def measure(
+        self,
+        release: Release,
+        slots: SlotObservation,
+        providers: tuple[ProviderSpec, ...],
+        window_start: datetime,
+        now: datetime,
+    ) -> tuple[Measurement, ...]: ...
+
+
+class Notifier(Protocol):
+    def notify(self, release: Release, severity: str, message: str) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...

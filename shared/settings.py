@@ -1,0 +1,89 @@
+"""Typed app settings. Names mirror local.settings.sample.json; docs/configuration lives in the README."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+# Settings the Functions host reads through %NAME% in bindings (never read by the app itself).
+BINDING_SETTINGS = (
+    "RELEASE_EVENTS_TOPIC",
+    "RELEASE_EVENTS_SUBSCRIPTION",
+    "RECONCILE_SCHEDULE",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    store_connection_string: str | None
+    store_endpoint: str | None
+    table_prefix: str
+    reconcile_budget_seconds: float
+    reconcile_concurrency: int
+    slot_platform: str
+    arm_endpoint: str
+    arm_scope: str
+    arm_ca_bundle: str | None
+    arm_polling_interval: float
+    arm_retry_total: int
+    probe_ca_bundle: str | None
+    webhook_secrets: Mapping[str, str]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str | None = None) -> str | None:
+            value = env.get(name, default)
+            return value if value not in ("", None) else default
+
+        def number(name: str, default: float, low: float, high: float) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+            if not low <= value <= high:
+                raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {raw}")
+            return value
+
+        connection = get("RELEASE_STORE_CONNECTION")
+        endpoint = get("RELEASE_STORE_ENDPOINT")
+        if not connection and not endpoint:
+            raise SettingsError(
+                "set RELEASE_STORE_ENDPOINT (https://<account>.table.core.windows.net, managed identity) "
+                "or RELEASE_STORE_CONNECTION (a connection string, for Azurite)"
+            )
+        platform = get("SLOT_PLATFORM", "appService")
+        if platform not in ("appService", "memory"):
+            raise SettingsError(f"SLOT_PLATFORM must be 'appService' or 'memory', got {platform!r}")
+        arm_endpoint = get("ARM_ENDPOINT", "https://management.azure.com") or ""
+        if not arm_endpoint.startswith("https://"):
+            raise SettingsError("ARM_ENDPOINT must be an https:// URL (bearer tokens are never sent in clear)")
+        prefix = get("RELEASE_STORE_TABLE_PREFIX", "") or ""
+        if prefix and not (prefix.isalnum() and prefix[0].isalpha()):
+            raise SettingsError("RELEASE_STORE_TABLE_PREFIX must be letters and digits, starting with a letter")
+        secrets = {name: value for name, value in env.items() if name.startswith("WEBHOOK_SECRET_") and value}
+        return cls(
+            store_connection_string=connection,
+            store_endpoint=endpoint,
+            table_prefix=prefix,
+            reconcile_budget_seconds=number("RECONCILE_BUDGET_SECONDS", 240, 1, 3600),
+            reconcile_concurrency=int(number("RECONCILE_CONCURRENCY", 4, 1, 64)),
+            slot_platform=platform,
+            arm_endpoint=arm_endpoint.rstrip("/"),
+            arm_scope=get("ARM_SCOPE", "https://management.azure.com/.default") or "",
+            arm_ca_bundle=get("ARM_CA_BUNDLE"),
+            arm_polling_interval=number("ARM_POLLING_INTERVAL", 30, 0, 300),
+            arm_retry_total=int(number("ARM_RETRY_TOTAL", 3, 0, 10)),
+            probe_ca_bundle=get("PROBE_CA_BUNDLE"),
+            webhook_secrets=secrets,
+        )

@@ -1,0 +1,93 @@
+"""Test data: release events and a ready-wired service over in-memory adapters."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shared.adapters.memory import (
+    FakeClock,
+    InMemoryReleaseStore,
+    InMemorySlotPlatform,
+    RecordingNotifier,
+    ScriptedAnalyzer,
+    ScriptedValidator,
+)
+from shared.domain.model import Target
+from shared.domain.schema import spec_from_document
+from shared.service import ReleaseService
+
+SUBSCRIPTION = "34adfa4f-cedf-4dc0-ba29-b6d1a69ab345"
+
+CANARY_EVENT: dict[str, Any] = {
+    "releaseId": "web-1.4.2",
+    "target": {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-web", "site": "contoso-web"},
+    "version": "1.4.2",
+    "artifact": {"container": "contoso.azurecr.io/web:1.4.2"},
+    "appSettings": {"FEATURE_CHECKOUT_V2": "on"},
+    "strategy": {"type": "canary", "steps": [{"weight": 10, "bake": "5m"}, {"weight": 50, "bake": "10m"}]},
+    "validation": {"checks": [{"path": "/healthz", "expectStatus": 200}], "consecutiveSuccesses": 2},
+    "metadata": {"commit": "7f3c9e1", "requestedBy": "alice@contoso.com"},
+}
+
+BLUE_GREEN_EVENT: dict[str, Any] = {
+    "releaseId": "api-2.0.0",
+    "target": {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-api", "site": "contoso-api", "slot": "green"},
+    "version": "2.0.0",
+    "artifact": {"package": "https://contoso.blob.core.windows.net/builds/api-2.0.0.zip"},
+    "strategy": {"type": "blueGreen", "guard": "10m"},
+    "validation": {"consecutiveSuccesses": 1},
+}
+
+
+def event(base: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(base if base is not None else CANARY_EVENT)
+    for key, value in changes.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    return doc
+
+
+def body(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def spec(doc: dict[str, Any] | None = None, **changes: Any):
+    return spec_from_document(event(doc, **changes))
+
+
+def target(doc: dict[str, Any] | None = None) -> Target:
+    return spec(doc).target
+
+
+@dataclass
+class Harness:
+    service: ReleaseService
+    store: InMemoryReleaseStore
+    platform: InMemorySlotPlatform
+    validator: ScriptedValidator
+    analyzer: ScriptedAnalyzer
+    notifier: RecordingNotifier
+    clock: FakeClock
+
+    def tick(self, release_id: str, seconds: float = 30) -> None:
+        self.clock.advance(seconds)
+        self.service.reconcile(release_id)
+
+    def phase(self, release_id: str) -> str:
+        return self.service.get(release_id).phase.value
+
+
+def harness(store: Any = None, **platform_options: Any) -> Harness:
+    store = store if store is not None else InMemoryReleaseStore()
+    platform = InMemorySlotPlatform(**platform_options)
+    validator = ScriptedValidator()
+    analyzer = ScriptedAnalyzer()
+    notifier = RecordingNotifier()
+    clock = FakeClock()
+    service = ReleaseService(store, platform, validator, analyzer, notifier, clock)
+    return Harness(service, store, platform, validator, analyzer, notifier, clock)
