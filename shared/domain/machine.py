@@ -198,11 +198,11 @@ def decide(release: Release, observation: Observation, now: datetime) -> Decisio
     """The next state of ``release`` given what was observed, with effects and audit entries."""
     d = _Draft(release, now)
     for _ in range(MAX_CHAIN):
-        phase = d.release.phase
+        phase, step = d.release.phase, d.release.step
         if phase.is_final:
             break
         _HANDLERS[phase](d, observation)
-        if d.release.phase is phase:
+        if (d.release.phase, d.release.step) == (phase, step):
             break
     if d.release.transient_failures and not d.release.is_final:
         d.update(transient_failures=0)

@@ -495,7 +495,11 @@ def _build_spec(doc: dict[str, Any], release_id: str) -> ReleaseSpec:
             requests_per_tick=p.get("requestsPerTick", 20),
             url=p.get("url"),
             secret_setting=p.get("secretSetting"),
-            stages=tuple(WebhookStage(s) for s in p.get("stages", [WebhookStage.EACH_STEP.value])),
+            stages=(
+                tuple(WebhookStage(s) for s in p.get("stages", [WebhookStage.EACH_STEP.value]))
+                if p["type"] == ProviderKind.WEBHOOK
+                else ()
+            ),
             timeout_seconds=float(parse_duration(p.get("timeout", 10))),
         )
         for p in analysis_doc.get("providers", [])
@@ -657,3 +661,11 @@ def exported_schema() -> ExportedSchema:
         path="schemas/release-event.v1.schema.json",
         text=json.dumps(EVENT_SCHEMA, indent=2, ensure_ascii=False) + "\n",
     )
+
+
+if __name__ == "__main__":  # python -m shared.domain.schema  (rewrites the published schema file)
+    from pathlib import Path
+
+    schema = exported_schema()
+    Path(schema.path).write_text(schema.text, encoding="utf-8")
+    print(f"wrote {schema.path}")
