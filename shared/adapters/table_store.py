@@ -48,6 +48,7 @@ from shared.adapters.codec import (
     state_to_record,
 )
 from shared.domain.model import Phase, Release, SiteState
+from shared.domain.schema import spec_fingerprint
 from shared.ports import (
     ActiveRef,
     ConcurrencyConflict,
@@ -360,6 +361,8 @@ class TableReleaseStore:
 
         # The timer must never miss an unfinished release: index it before its row exists.
         for release in inserted:
+            spec = release.spec
+            self.claim_release_id(IdClaim(release.id, site_key, spec_fingerprint(spec), release.created_at))
             with _storage_errors("indexing an active release"):
                 self._index.upsert_entity(
                     {

@@ -1,0 +1,31 @@
+"""Handlers run exactly as the Functions host indexes them, over Azurite and the in-memory platform."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import bootstrap
+from shared.settings import Settings
+from tests.builders import harness
+
+
+@pytest.fixture(scope="session")
+def indexed():
+    """The functions as the host sees them (get_functions() may run only once per app object)."""
+    import function_app
+
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+@pytest.fixture
+def app(table_store, azurite, table_prefix):
+    """A composition root over real Azurite; the platform, probes and clock are in-memory fakes."""
+    h = harness(store=table_store)
+    settings = Settings.from_env(
+        {"RELEASE_STORE_CONNECTION": azurite.connection_string, "RELEASE_STORE_TABLE_PREFIX": table_prefix}
+    )
+    bootstrap.use(bootstrap.Container(settings=settings, service=h.service, parts={"store": table_store}))
+    try:
+        yield h
+    finally:
+        bootstrap.use(None)

@@ -1,0 +1,289 @@
+"""Each handler invoked through the indexed function with real azure.functions objects,
+over Table Storage on Azurite. A release goes from HTTP or Service Bus to success by timer ticks."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import azure.functions as func
+from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
+
+from shared.domain.model import Phase
+from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, body, event
+
+RID = "web-1.4.2"
+
+
+def http(
+    indexed, name, method="GET", path="/api/releases", *, payload=None, raw=None, params=None, route=None, headers=None
+):
+    data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else b"")
+    req = func.HttpRequest(
+        method,
+        f"http://localhost:7071{path}",
+        headers=headers or {},
+        params=params or {},
+        route_params=route or {},
+        body=data,
+    )
+    response = indexed[name].get_user_function()(req)
+    text = response.get_body().decode()
+    return response, json.loads(text) if text else None
+
+
+def submit(indexed, doc=CANARY_EVENT, **kw):
+    return http(indexed, "submit_release", "POST", payload=doc, **kw)
+
+
+def override(indexed, release_id, action, reason="testing", **kw):
+    return http(
+        indexed,
+        "override_release",
+        "POST",
+        f"/api/releases/{release_id}/{action}",
+        payload={"reason": reason} if reason is not None else None,
+        route={"releaseId": release_id, "action": action},
+        **kw,
+    )
+
+
+def tick(indexed, app, seconds=60):
+    app.clock.advance(seconds)
+    indexed["reconcile_timer"].get_user_function()(TimerRequest(past_due=False))
+
+
+def principal(name):
+    doc = {"auth_typ": "aad", "name_typ": "name", "role_typ": "roles", "claims": [{"typ": "name", "val": name}]}
+    return base64.b64encode(json.dumps(doc).encode()).decode()
+
+
+def test_healthz_answers_without_a_key(indexed):
+    response, doc = http(indexed, "healthz", path="/api/healthz")
+    assert response.status_code == 200 and doc == {"status": "ok"}
+
+
+def test_a_release_submitted_over_http_is_driven_to_success_by_the_timer(indexed, app):
+    response, doc = submit(indexed)
+    assert response.status_code == 201
+    assert response.headers["Location"] == f"/api/releases/{RID}"
+    assert doc["phase"] == "deploying" and doc["target"]["site"] == "contoso-web"
+    for _ in range(30):
+        tick(indexed, app)
+    _, doc = http(indexed, "get_release", path=f"/api/releases/{RID}", route={"releaseId": RID})
+    assert doc["phase"] == "succeeded"
+    _, audit = http(indexed, "get_release_audit", path=f"/api/releases/{RID}/audit", route={"releaseId": RID})
+    phases = [(e["phaseFrom"], e["phaseTo"]) for e in audit["entries"] if e["phaseFrom"] != e["phaseTo"]]
+    assert phases[-1] == ("promoting", "succeeded")
+    assert all(e["actor"] and e["message"] and e["at"] for e in audit["entries"])
+
+
+def test_a_release_sent_through_service_bus_is_created_and_started(indexed, app):
+    msg = ServiceBusMessage(
+        body=body(event(releaseId=None)),
+        message_id="sb-msg-1",
+        delivery_count=1,
+        session_id="site",
+        application_properties={},
+        user_properties={},
+    )
+    indexed["release_events"].get_user_function()(msg)
+    release = app.service.get("sb-msg-1")
+    assert release.phase is Phase.DEPLOYING
+    indexed["release_events"].get_user_function()(msg)  # redelivered: a no-op
+    assert len(app.service.list().items) == 1
+
+
+def test_an_invalid_service_bus_event_is_stored_and_completed(indexed, app, table_store):
+    raw = b'{"target": 42}'
+    msg = ServiceBusMessage(
+        body=raw, message_id="bad-1", delivery_count=1, application_properties={}, user_properties={}
+    )
+    assert indexed["release_events"].get_user_function()(msg) is None  # returns: the message completes
+    (row,) = table_store.list_rejected(app.clock.now().strftime("%Y-%m-%d"))
+    assert row["body"] == raw and row["messageId"] == "bad-1"
+    assert "target: must be an object" in row["reason"]
+
+
+def test_a_service_bus_event_reusing_an_id_for_another_plan_is_stored_not_retried(indexed, app, table_store):
+    submit(indexed)
+    msg = ServiceBusMessage(
+        body=body(event(version="2.0")), message_id="x", delivery_count=1, application_properties={}, user_properties={}
+    )
+    indexed["release_events"].get_user_function()(msg)
+    (row,) = table_store.list_rejected(app.clock.now().strftime("%Y-%m-%d"))
+    assert "different body" in row["reason"]
+
+
+def test_a_storage_outage_makes_the_service_bus_trigger_raise_for_redelivery(indexed, app):
+    from shared import bootstrap
+    from shared.adapters.table_store import TableReleaseStore
+    from shared.ports import StoreUnavailable
+    from tests.builders import harness
+
+    dead = TableReleaseStore.from_connection_string(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+        "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;",
+        retry_total=0,
+    )
+    bootstrap.use(
+        bootstrap.Container(settings=bootstrap.container().settings, service=harness(store=dead).service, parts={})
+    )
+    msg = ServiceBusMessage(
+        body=body(CANARY_EVENT), message_id="m", delivery_count=1, application_properties={}, user_properties={}
+    )
+    try:
+        indexed["release_events"].get_user_function()(msg)
+    except StoreUnavailable:
+        pass
+    else:
+        raise AssertionError("the trigger must raise so Service Bus redelivers")
+    response, doc = submit(indexed)
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.mimetype == "application/problem+json"
+    assert doc["type"].endswith("/storage-unavailable")
+
+
+def test_a_duplicate_submission_returns_the_existing_release(indexed, app):
+    submit(indexed)
+    response, doc = submit(indexed)
+    assert response.status_code == 200 and doc["releaseId"] == RID
+
+
+def test_an_invalid_submission_is_a_problem_naming_the_fields(indexed, app):
+    response, doc = submit(indexed, event(strategy={"type": "canary", "steps": [{"weight": 150, "bake": "1m"}]}))
+    assert response.status_code == 400
+    assert response.mimetype == "application/problem+json"
+    assert doc["type"].endswith("/invalid-release-event") and doc["status"] == 400
+    assert {"field": "strategy.steps[0].weight", "message": "must be less than 100"} in doc["errors"]
+
+
+def test_a_submission_without_any_release_id_asks_for_one(indexed, app):
+    response, doc = submit(indexed, event(releaseId=None))
+    assert response.status_code == 400 and doc["errors"][0]["field"] == "releaseId"
+    response, doc = submit(indexed, event(releaseId=None), headers={"Idempotency-Key": "from-header-1"})
+    assert response.status_code == 201 and doc["releaseId"] == "from-header-1"
+
+
+def test_an_oversized_submission_is_refused(indexed, app):
+    response, doc = submit(indexed, raw=b"{" + b" " * 70000 + b"}")
+    assert response.status_code == 413 and doc["status"] == 413
+
+
+def test_reusing_a_release_id_for_another_plan_is_a_conflict(indexed, app):
+    submit(indexed)
+    response, doc = submit(indexed, event(version="2.0.0"))
+    assert response.status_code == 409 and doc["errors"][0]["field"] == "releaseId"
+
+
+def test_unknown_releases_are_404_problems(indexed, app):
+    for name, path in (("get_release", "/api/releases/nope"), ("get_release_audit", "/api/releases/nope/audit")):
+        response, doc = http(indexed, name, path=path, route={"releaseId": "nope"})
+        assert response.status_code == 404 and doc["type"].endswith("/release-not-found")
+    response, doc = override(indexed, "nope", "pause")
+    assert response.status_code == 404
+
+
+def test_an_override_is_recorded_with_the_signed_in_person_as_actor(indexed, app):
+    submit(indexed)
+    response, doc = override(
+        indexed, RID, "pause", "checking dashboards", headers={"X-MS-CLIENT-PRINCIPAL": principal("alice@contoso.com")}
+    )
+    assert response.status_code == 202 and doc["paused"] is True
+    _, audit = http(indexed, "get_release_audit", path=f"/api/releases/{RID}/audit", route={"releaseId": RID})
+    last = audit["entries"][-1]
+    assert last["actor"] == "aad:alice@contoso.com" and "checking dashboards" in last["message"]
+
+
+def test_without_sign_in_the_actor_is_the_function_key_holder(indexed, app):
+    submit(indexed)
+    override(indexed, RID, "pause")
+    assert app.service.audit(RID)[-1].entry.actor == "function-key"
+
+
+def test_an_override_not_allowed_now_is_a_409_saying_why(indexed, app):
+    submit(indexed)
+    response, doc = override(indexed, RID, "approve")
+    assert response.status_code == 409
+    assert doc["detail"] == "nothing is waiting for approval; the release is deploying"
+
+
+def test_overrides_need_a_reason_and_a_known_action(indexed, app):
+    submit(indexed)
+    response, doc = override(indexed, RID, "pause", reason=None)
+    assert response.status_code == 400 and doc["errors"][0]["field"] == "reason"
+    response, doc = override(indexed, RID, "explode")
+    assert response.status_code == 404 and "explode" in doc["detail"]
+    response, doc = http(
+        indexed,
+        "override_release",
+        "POST",
+        f"/api/releases/{RID}/pause",
+        raw=b'{"reason": "x", "extra": 1}',
+        route={"releaseId": RID, "action": "pause"},
+    )
+    assert response.status_code == 400 and doc["errors"][0]["field"] == "extra"
+
+
+def test_a_forged_principal_header_is_refused(indexed, app):
+    submit(indexed)
+    response, doc = override(indexed, RID, "pause", headers={"X-MS-CLIENT-PRINCIPAL": "not-base64!"})
+    assert response.status_code == 400 and doc["errors"][0]["field"] == "X-MS-CLIENT-PRINCIPAL"
+
+
+def test_every_override_route_moves_a_release_through_both_strategies(indexed, app):
+    submit(indexed, event(promotion="manual"))
+    for _ in range(4):
+        tick(indexed, app)
+    assert override(indexed, RID, "promote")[0].status_code == 202  # step 1 -> 2
+    tick(indexed, app)
+    assert override(indexed, RID, "pause")[0].status_code == 202
+    assert override(indexed, RID, "resume")[0].status_code == 202
+    assert override(indexed, RID, "promote-full")[0].status_code == 202  # skip to the swap
+    for _ in range(3):
+        tick(indexed, app)
+    assert app.service.get(RID).phase is Phase.SUCCEEDED
+
+    submit(indexed, BLUE_GREEN_EVENT | {"promotion": "manual"})
+    for _ in range(4):
+        tick(indexed, app)
+    assert app.service.get("api-2.0.0").phase is Phase.AWAITING_APPROVAL
+    assert override(indexed, "api-2.0.0", "approve")[0].status_code == 202
+    tick(indexed, app)  # swap started
+    tick(indexed, app)  # production observed on the new version
+    assert app.service.get("api-2.0.0").phase is Phase.GUARDING
+    assert override(indexed, "api-2.0.0", "rollback", "error budget burning")[0].status_code == 202
+    for _ in range(3):
+        tick(indexed, app)
+    assert app.service.get("api-2.0.0").phase is Phase.ROLLED_BACK
+    response, doc = override(indexed, "api-2.0.0", "retry", "fixed")
+    assert response.status_code == 201 and doc["retryOf"] == "api-2.0.0"
+    assert response.headers["Location"] == "/api/releases/api-2.0.0-retry1"
+
+
+def test_listing_filters_and_pages(indexed, app):
+    submit(indexed)
+    submit(indexed, BLUE_GREEN_EVENT)
+    _, doc = http(indexed, "list_releases", params={"limit": "1"})
+    assert len(doc["items"]) == 1 and doc["cursor"]
+    _, more = http(indexed, "list_releases", params={"limit": "1", "cursor": doc["cursor"]})
+    assert {doc["items"][0]["releaseId"], more["items"][0]["releaseId"]} == {RID, "api-2.0.0"}
+    _, doc = http(indexed, "list_releases", params={"site": "contoso-api"})
+    assert [i["releaseId"] for i in doc["items"]] == ["api-2.0.0"]
+    _, doc = http(
+        indexed,
+        "list_releases",
+        params={
+            "subscriptionId": CANARY_EVENT["target"]["subscriptionId"],
+            "resourceGroup": "rg-web",
+            "site": "contoso-web",
+            "phase": "deploying",
+        },
+    )
+    assert [i["releaseId"] for i in doc["items"]] == [RID]
+    response, doc = http(indexed, "list_releases", params={"phase": "sideways", "limit": "0"})
+    assert response.status_code == 400 and {e["field"] for e in doc["errors"]} == {"phase", "limit"}
+    response, doc = http(indexed, "list_releases", params={"cursor": "bm9wZQ"})
+    assert response.status_code == 400 and doc["errors"][0]["field"] == "cursor"

@@ -1,0 +1,245 @@
+"""One contract, two stores: the in-memory fake and Table Storage on real Azurite.
+
+Every test runs against both, so the fake the unit tests rely on behaves like the real thing.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.adapters.memory import InMemoryReleaseStore
+from shared.adapters.table_store import MAX_STRING_UTF16_UNITS, EntityTooLarge, TableReleaseStore, _guard, table_key
+from shared.domain.machine import new_release
+from shared.domain.model import AuditEntry, Phase, SiteState
+from shared.domain.schema import spec_fingerprint
+from shared.ports import (
+    ConcurrencyConflict,
+    DuplicateRelease,
+    IdClaim,
+    RejectedEvent,
+    ReleaseNotFound,
+    ReleaseWrite,
+    Versioned,
+)
+from tests.builders import BLUE_GREEN_EVENT, body, event, harness, spec
+
+NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "table"])
+def store(request):
+    if request.param == "memory":
+        return InMemoryReleaseStore()
+    return request.getfixturevalue("table_store")
+
+
+def create(store, release_id="web-1.4.2", site=None, at=NOW, **changes):
+    s = spec(event(releaseId=release_id, **changes))
+    decision = new_release(s, at, actor="ci", source="test")
+    loaded = store.load_site(s.target.site_key)
+    site_state = site or replace(loaded.value, active=release_id)
+    store.commit(
+        s.target.site_key,
+        [ReleaseWrite(decision.release, None, decision.audit, spec_fingerprint(s))],
+        Versioned(site_state, loaded.etag),
+    )
+    return store.load_release(release_id)
+
+
+def note(message, phase=Phase.PENDING):
+    return AuditEntry(NOW, "controller", "note", message, phase, phase, 0.0, {"n": message})
+
+
+def test_a_created_release_reads_back_exactly(store):
+    loaded = create(store)
+    release = loaded.value
+    assert release.id == "web-1.4.2" and release.phase is Phase.PENDING
+    assert release.spec == spec(event(releaseId="web-1.4.2"))
+    assert release.audit_seq == 1
+    assert loaded.etag
+    site = store.load_site(release.site_key)
+    assert site.value.active == "web-1.4.2" and site.etag
+
+
+def test_a_transition_and_its_audit_rows_commit_together_and_stay_gapless(store):
+    loaded = create(store)
+    moved = replace(loaded.value, phase=Phase.DEPLOYING, weight=0.0)
+    store.commit(moved.site_key, [ReleaseWrite(moved, loaded.etag, (note("a"), note("b")))])
+    again = store.load_release("web-1.4.2")
+    assert again.value.phase is Phase.DEPLOYING and again.value.audit_seq == 3
+    store.commit(moved.site_key, [ReleaseWrite(again.value, again.etag, (note("c"),))])
+    audit = store.list_audit("web-1.4.2")
+    assert [a.seq for a in audit] == [1, 2, 3, 4]
+    assert [a.entry.message for a in audit][1:] == ["a", "b", "c"]
+    assert audit[1].entry.details == {"n": "a"}
+
+
+def test_a_stale_etag_is_refused_and_writes_nothing(store):
+    loaded = create(store)
+    first = replace(loaded.value, phase=Phase.DEPLOYING)
+    store.commit(first.site_key, [ReleaseWrite(first, loaded.etag, (note("winner"),))])
+    loser = replace(loaded.value, phase=Phase.CANCELLED)
+    with pytest.raises(ConcurrencyConflict):
+        store.commit(loser.site_key, [ReleaseWrite(loser, loaded.etag, (note("loser"),))])
+    assert store.load_release("web-1.4.2").value.phase is Phase.DEPLOYING
+    assert [a.entry.message for a in store.list_audit("web-1.4.2")][-1] == "winner"
+
+
+def test_a_stale_site_row_fails_the_whole_transaction(store):
+    loaded = create(store)
+    site = store.load_site(loaded.value.site_key)
+    store.commit(loaded.value.site_key, [], Versioned(replace(site.value, queued="x"), site.etag))
+    moved = replace(loaded.value, phase=Phase.DEPLOYING)
+    with pytest.raises(ConcurrencyConflict):
+        store.commit(
+            moved.site_key,
+            [ReleaseWrite(moved, loaded.etag, (note("lost"),))],
+            Versioned(replace(site.value, active=None), site.etag),
+        )
+    assert store.load_release("web-1.4.2").value.phase is Phase.PENDING
+    assert len(store.list_audit("web-1.4.2")) == 1
+
+
+def test_inserting_an_existing_release_is_a_duplicate(store):
+    loaded = create(store)
+    decision = new_release(loaded.value.spec, loaded.value.created_at, actor="ci", source="again")
+    with pytest.raises(DuplicateRelease):
+        store.commit(loaded.value.site_key, [ReleaseWrite(decision.release, None, decision.audit)])
+
+
+def test_two_first_releases_of_a_new_site_cannot_both_create_its_row(store):
+    a = spec(event(releaseId="a-1"))
+    b = spec(event(releaseId="b-1"))
+    fresh = store.load_site(a.target.site_key)
+    da, db = (new_release(s, NOW, actor="ci", source="t") for s in (a, b))
+    store.commit(
+        a.target.site_key,
+        [ReleaseWrite(da.release, None, da.audit)],
+        Versioned(replace(fresh.value, active="a-1"), None),
+    )
+    with pytest.raises(ConcurrencyConflict):
+        store.commit(
+            b.target.site_key,
+            [ReleaseWrite(db.release, None, db.audit)],
+            Versioned(replace(fresh.value, active="b-1"), None),
+        )
+    assert store.find_release("b-1") is None
+
+
+def test_claims_are_idempotent_and_keep_the_first_plan(store):
+    first = IdClaim("r-1", "site", "fp-1", NOW)
+    assert store.claim_release_id(first) == first
+    assert store.claim_release_id(IdClaim("r-1", "site", "fp-2", NOW + timedelta(seconds=5))) == first
+
+
+def test_unfinished_releases_are_indexed_for_the_timer_until_final(store):
+    loaded = create(store)
+    assert [r.release_id for r in store.list_active()] == ["web-1.4.2"]
+    done = replace(loaded.value, phase=Phase.SUCCEEDED)
+    store.commit(done.site_key, [ReleaseWrite(done, loaded.etag, (note("done", Phase.SUCCEEDED),))])
+    assert store.list_active() == []
+    store.forget_active("web-1.4.2")  # forgetting twice is harmless
+
+
+def test_unknown_releases_are_reported_as_missing(store):
+    assert store.find_release("nope") is None
+    with pytest.raises(ReleaseNotFound):
+        store.load_release("nope")
+    with pytest.raises(ReleaseNotFound):
+        store.list_audit("nope")
+
+
+def test_listing_filters_by_site_and_phase_and_pages_newest_first(store):
+    for i in range(5):
+        create(
+            store, f"web-{i}", at=NOW + timedelta(minutes=i), site=SiteState(spec().target.site_key, active=f"web-{i}")
+        )
+    other = spec(BLUE_GREEN_EVENT)
+    d = new_release(other, NOW, actor="ci", source="t")
+    store.commit(other.target.site_key, [ReleaseWrite(d.release, None, d.audit)])
+    everything = store.list_releases(limit=50)
+    assert len(everything.items) == 6 and everything.cursor is None
+    site_key = spec().target.site_key
+    first = store.list_releases(site_key=site_key, limit=2)
+    assert [s.release_id for s in first.items] == ["web-4", "web-3"]
+    second = store.list_releases(site_key=site_key, limit=2, cursor=first.cursor)
+    third = store.list_releases(site_key=site_key, limit=2, cursor=second.cursor)
+    assert [s.release_id for s in second.items + third.items] == ["web-2", "web-1", "web-0"]
+    assert third.cursor is None
+    assert [s.release_id for s in store.list_releases(site="CONTOSO-API").items] == ["api-2.0.0"]
+    assert store.list_releases(phase=Phase.SHIFTING).items == []
+    assert len(store.list_releases(phase=Phase.PENDING).items) == 6
+    with pytest.raises(ValueError, match="cursor"):
+        store.list_releases(cursor="bm90LWEtY3Vyc29y")
+
+
+def test_a_rejected_event_keeps_its_whole_body_and_reason(store):
+    raw = b'{"broken": ' + b"\xff" * 100
+    store.save_rejected(RejectedEvent(NOW, "serviceBus", "m-1", "the event is not UTF-8 text", [("", "bad")], raw))
+    if isinstance(store, TableReleaseStore):
+        (row,) = store.list_rejected("2026-11-26")
+        assert row["body"] == raw and row["reason"] == "the event is not UTF-8 text" and row["messageId"] == "m-1"
+    else:
+        assert store.rejected[0].body == raw
+
+
+def test_a_large_rejected_body_is_split_across_properties(table_store):
+    raw = bytes(range(256)) * 1024  # 256 KiB, the largest Service Bus standard message
+    table_store.save_rejected(RejectedEvent(NOW, "serviceBus", None, "too large", [], raw))
+    (row,) = table_store.list_rejected("2026-11-26")
+    assert row["body"] == raw and not row["bodyTruncated"]
+
+
+def test_keys_escape_the_characters_table_storage_forbids():
+    assert table_key("a/b\\c#d?e%f\x01") == "a%2Fb%5Cc%23d%3Fe%25f%01"
+
+
+def test_oversized_properties_and_batches_are_refused_before_they_reach_storage(table_store):
+    with pytest.raises(EntityTooLarge):
+        _guard({"RowKey": "x", "P": "x" * (MAX_STRING_UTF16_UNITS + 1)})
+    with pytest.raises(EntityTooLarge):
+        _guard({"RowKey": "x", **{f"P{i}": "y" * 16000 for i in range(40)}})
+    loaded = create(table_store)
+    notes = tuple(note(str(i)) for i in range(100))
+    with pytest.raises(EntityTooLarge):
+        table_store.commit(loaded.value.site_key, [ReleaseWrite(loaded.value, loaded.etag, notes)])
+    assert len(table_store.list_audit("web-1.4.2")) == 1
+
+
+def test_concurrent_deliveries_make_one_release_on_azurite(table_store):
+    h = harness(store=table_store)
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: h.service.ingest(body(event()), message_id="m", source="sb"), range(6)))
+    assert [r.outcome for r in results].count("created") == 1
+    assert [s.release_id for s in table_store.list_releases().items] == ["web-1.4.2"]
+    created = [a for a in table_store.list_audit("web-1.4.2") if a.entry.action == "release.created"]
+    assert len(created) == 1
+
+
+def test_concurrent_overrides_on_azurite_never_lose_an_update(table_store):
+    from shared.domain.machine import OverrideRefused
+    from shared.domain.model import OverrideKind
+
+    h = harness(store=table_store)
+    h.service.ingest(body(event()), message_id=None, source="http")
+    barrier = threading.Barrier(4)
+
+    def pause(_):
+        barrier.wait()
+        try:
+            h.service.override("web-1.4.2", OverrideKind.PAUSE, actor="p", reason="race")
+            return "ok"
+        except OverrideRefused:
+            return "refused"
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(pause, range(4)))
+    assert outcomes == ["ok", "refused", "refused", "refused"]
+    audit = table_store.list_audit("web-1.4.2")
+    assert [a.entry.action for a in audit].count("override.pause") == 1
+    assert [a.seq for a in audit] == list(range(1, len(audit) + 1))
