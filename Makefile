@@ -1,0 +1,36 @@
+# The project's commands. `make test` installs everything it needs (Python packages from the
+# pinned requirements into .venv, Azurite from npm into devstack/node_modules) and runs the suite.
+
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .make
+
+.PHONY: test lint deps schema bench demo clean
+
+$(STAMPS)/python: requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/node: devstack/package.json devstack/package-lock.json
+	npm ci --prefix devstack --no-audit --no-fund --loglevel=error
+	@mkdir -p $(STAMPS) && touch $@
+
+deps: $(STAMPS)/python $(STAMPS)/node
+
+lint: $(STAMPS)/python
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: deps lint
+	$(BIN)/python -m pytest
+
+schema: $(STAMPS)/python
+	$(BIN)/python -m shared.domain.schema
+
+bench: deps
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(STAMPS) devstack/node_modules .pytest_cache .ruff_cache .hypothesis
