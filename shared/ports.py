@@ -219,7 +219,10 @@ class ReleaseStore(Protocol):
 class SlotPlatform(Protocol):
     """The App Service operations the controller needs. Raise PlatformError subclasses."""
 
-    def observe(self, target: Target, *, swap_token: str | None = None) -> SlotObservation: ...
+    def observe(self, target: Target, *, swap_token: str | None = None, probe_staging: bool = False) -> SlotObservation:
+        """Which release runs where, the weight, the tracked swap; ``probe_staging`` also checks that
+        the slot answers on its own host name (``staging_ready``)."""
+        ...
 
     def deploy(
         self, target: Target, *, release_id: str, version: str, artifact: Artifact, app_settings: dict[str, str]

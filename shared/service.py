@@ -250,7 +250,7 @@ class ReleaseService:
         if not need.slots:
             return Observation(site=site)
         token = release.swap.token if release.swap else None
-        slots = self.platform.observe(release.spec.target, swap_token=token)
+        slots = self.platform.observe(release.spec.target, swap_token=token, probe_staging=need.readiness)
         checks = None
         if need.checks and slots.staging_release == release.id and slots.staging_host:
             checks = self.validator.run_checks(slots.staging_host, release.spec.validation.checks)

@@ -319,7 +319,7 @@ class InMemorySlotPlatform:
             )
         return site, slot
 
-    def observe(self, target: Target, *, swap_token: str | None = None) -> SlotObservation:
+    def observe(self, target: Target, *, swap_token: str | None = None, probe_staging: bool = False) -> SlotObservation:
         with self._lock:
             site, slot = self._enter("observe", target)
             for op in site.swaps.values():

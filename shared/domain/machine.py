@@ -69,6 +69,7 @@ class Needs:
     """What the service must observe before calling decide()."""
 
     slots: bool = False
+    readiness: bool = False
     checks: bool = False
     analysis: bool = False
     window_start: datetime | None = None
@@ -96,6 +97,10 @@ class _Draft:
     def __init__(self, release: Release, now: datetime):
         self.release = release
         self.now = now
+        # The phase as stored before this decision. A swap is the one action that is not idempotent:
+        # it is only started from a phase that was saved first, so a crash right after starting it
+        # leaves a state that knows a swap may be under way.
+        self.stored_phase = release.phase
         self.effects: list[Effect] = []
         self.audit: list[AuditEntry] = []
 
@@ -183,6 +188,7 @@ def needs(release: Release, site: SiteState) -> Needs:
         analysis, window_start = True, release.phase_since
     return Needs(
         slots=True,
+        readiness=phase is Phase.DEPLOYING,
         checks=phase is Phase.VALIDATING and not release.paused,
         analysis=analysis,
         window_start=window_start if analysis else None,
@@ -539,6 +545,8 @@ def _promoting(d: _Draft, obs: Observation) -> None:
         return
     if not _weight_is(slots.weight, 0) or r.weight != 0:
         d.set_weight(0.0)  # clear the routing rule first: no user is sent to the old version after the swap
+    if d.stored_phase is not Phase.PROMOTING:
+        return  # save "promoting" first; the swap starts on the next tick
     d.update(swap=SwapProgress("promote", d.now))
     d.emit(BeginSwap("promote"))
     d.record("swap.requested", f"swapping slot {r.spec.target.slot} ({d.label}) into production")
@@ -557,6 +565,12 @@ def _succeed(d: _Draft, why: str, *, actor: str = CONTROLLER) -> None:
 
 def _guarding(d: _Draft, obs: Observation) -> None:
     r = d.release
+    if obs.slots is not None and obs.slots.production_release != r.id:
+        d.rollback(
+            f"production runs release {obs.slots.production_release or 'unknown'}, not this one "
+            "(swapped outside the controller?)"
+        )
+        return
     _analyze(d, obs, compare_to_stable=False)
     if d.release.phase is not Phase.GUARDING or d.release.paused:
         return
@@ -591,6 +605,8 @@ def _rolling_back(d: _Draft, obs: Observation) -> None:
         if d.stalled(deadline):
             d.fail(f"production still runs {d.label} after {format_duration(deadline)} of rolling back")
             return
+        if d.stored_phase is not Phase.ROLLING_BACK:
+            return  # save "rollingBack" first; the swap back starts on the next tick
         d.update(swap=SwapProgress("rollback", d.now))
         d.emit(BeginSwap("rollback"))
         d.record("rollback.swapBack", f"production runs {d.label}; swapping the previous version back")

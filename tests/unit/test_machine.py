@@ -232,12 +232,20 @@ CASES = [
         ["SetWeight"],
     ),
     (
-        "the last step completed with auto promotion clears the route and swaps",
+        "the last step completed with auto promotion clears the route and saves before swapping",
         shifting(step=1),
         obs(sl=slots(staging=RID, weight=50), measurements=measured()),
         10,
         Phase.PROMOTING,
-        ["SetWeight", "BeginSwap"],
+        ["SetWeight"],
+    ),
+    (
+        "a saved promotion starts the swap",
+        rel(phase=Phase.PROMOTING, step=1),
+        obs(sl=slots(staging=RID, weight=0)),
+        0,
+        Phase.PROMOTING,
+        ["BeginSwap"],
     ),
     (
         "a canary failing its error rule rolls back in the same tick with weight 0",
@@ -433,9 +441,19 @@ def test_guarding_succeeds_after_the_guard_window_with_healthy_evidence():
 
 def test_a_regression_while_guarding_swaps_back():
     r = rel(BLUE_GREEN_EVENT, phase=Phase.GUARDING)
-    decision = decide(r, obs(sl=slots(production="api-2.0.0"), measurements=measured(canary_errors=50)), NOW)
+    bad = obs(sl=slots(production="api-2.0.0"), measurements=measured(canary_errors=50))
+    decision = decide(r, bad, NOW)
     assert decision.release.phase is Phase.ROLLING_BACK
-    assert effect_types(decision) == ["BeginSwap"]
+    assert decision.effects == (), "the rollback is saved before the swap back starts"
+    again = decide(decision.release, obs(sl=slots(production="api-2.0.0")), NOW + timedelta(seconds=30))
+    assert effect_types(again) == ["BeginSwap"]
+
+
+def test_guarding_a_release_that_is_no_longer_in_production_rolls_back():
+    r = rel(BLUE_GREEN_EVENT, phase=Phase.GUARDING)
+    decision = decide(r, obs(sl=slots(production=OLD)), NOW)
+    assert decision.release.phase is Phase.ROLLED_BACK
+    assert "outside the controller" in decision.release.reason
 
 
 def test_final_releases_absorb_every_observation():

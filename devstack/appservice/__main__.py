@@ -1,0 +1,3 @@
+from devstack.appservice.server import main
+
+main()
