@@ -232,6 +232,7 @@ class ReleaseService:
     def _decide_and_apply(
         self, release: Release, site: SiteState, now: datetime
     ) -> tuple[Decision, Literal["advanced", "unchanged", "transient"]]:
+        decision: Decision | None = None
         try:
             observation = self._observe(release, site, now)
             decision = machine.decide(release, observation, now)
@@ -241,7 +242,10 @@ class ReleaseService:
             return machine.transient_failure(release, exc.message, now), "transient"
         except TerminalPlatformError as exc:
             log.error("release %s: terminal platform failure: %s", release.id, exc.message)
-            return machine.terminal_failure(release, exc.message, now), "advanced"
+            # Take the rollback path from where the decision had got to, keeping what it recorded.
+            attempted = decision if decision is not None else Decision(release)
+            failed = machine.terminal_failure(attempted.release, exc.message, now)
+            return replace(failed, audit=attempted.audit + failed.audit), "advanced"
         changed = decision.release.phase is not release.phase or bool(decision.effects) or bool(decision.audit)
         return decision, "advanced" if changed else "unchanged"
 

@@ -256,7 +256,7 @@ class ArmApi:
             slot_name, tail = "production", rest.lower()
         if rest.lower() == "/slots" and method == "GET":
             owner, _ = self._slot(site, match, "production")
-            return 200, {}, {"value": [site_body(owner, s) for s in owner.slots.values()], "nextLink": None}
+            return 200, {}, {"value": [site_body(owner, s) for s in owner.slots.values()]}
         owner, slot = self._slot(site, match, slot_name)
         routes: dict[tuple[str, str], Callable[[], tuple[int, dict[str, str], Any]]] = {
             ("GET", ""): lambda: (200, {}, site_body(owner, slot)),

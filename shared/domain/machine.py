@@ -545,6 +545,7 @@ def _promoting(d: _Draft, obs: Observation) -> None:
         return
     if not _weight_is(slots.weight, 0) or r.weight != 0:
         d.set_weight(0.0)  # clear the routing rule first: no user is sent to the old version after the swap
+        d.record("promotion.routeCleared", f"routing rule cleared (0%) before swapping {d.label} into production")
     if d.stored_phase is not Phase.PROMOTING:
         return  # save "promoting" first; the swap starts on the next tick
     d.update(swap=SwapProgress("promote", d.now))
@@ -678,10 +679,14 @@ def terminal_failure(release: Release, message: str, now: datetime) -> Decision:
     d = _Draft(release, now)
     if release.is_final:
         return d.finish()
+    if release.swap is not None and release.swap.token is None:
+        d.update(swap=None)  # the swap was refused: nothing is in progress
     if release.phase is Phase.ROLLING_BACK:
         d.fail(f"rollback could not complete: {message}")
     elif release.phase is Phase.PENDING:
-        d.transition(Phase.CANCELLED, "cancelled", f"cancelled: {message}", reason=message)
+        # Nothing was changed on the site yet; a person must still fix what stopped it.
+        d.transition(Phase.CANCELLED, "cancelled", f"cancelled before it started: {message}", reason=message)
+        d.emit(RaiseAlert("error", f"release {release.id} could not start: {message}"))
     else:
         d.rollback(message)
     _schedule(d)
