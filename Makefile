@@ -32,5 +32,8 @@ schema: $(STAMPS)/python
 bench: deps
 	$(BIN)/python -m benchmarks
 
+demo: deps
+	$(BIN)/python -m devstack.demo
+
 clean:
 	rm -rf $(VENV) $(STAMPS) devstack/node_modules .pytest_cache .ruff_cache .hypothesis

@@ -222,7 +222,7 @@ class ListQuery:
 
 def parse_list_query(params: Mapping[str, str]) -> ListQuery:
     errors: list[tuple[str, str]] = []
-    known = {"site", "subscriptionId", "resourceGroup", "phase", "limit", "cursor"}
+    known = {"site", "subscriptionId", "resourceGroup", "phase", "limit", "cursor", "code"}  # code: the function key
     errors += [(k, "is not a known query parameter") for k in params if k not in known]
     site = params.get("site") or None
     sub, rg = params.get("subscriptionId") or None, params.get("resourceGroup") or None

@@ -50,7 +50,9 @@ def _credential(settings: Settings) -> Any:
     return DefaultAzureCredential()
 
 
-def build(settings: Settings) -> Container:
+def build(settings: Settings, *, credential: Any = None) -> Container:
+    """Wire the adapters the settings ask for. ``credential`` replaces DefaultAzureCredential (the
+    local host passes one for the App Service emulator)."""
     from shared.adapters.table_store import TableReleaseStore
 
     if settings.store_connection_string:
@@ -58,7 +60,7 @@ def build(settings: Settings) -> Container:
     else:
         assert settings.store_endpoint is not None
         store = TableReleaseStore.from_endpoint(
-            settings.store_endpoint, _credential(settings), prefix=settings.table_prefix
+            settings.store_endpoint, credential or _credential(settings), prefix=settings.table_prefix
         )
     parts: dict[str, Any] = {"store": store}
     if settings.slot_platform == "memory":
@@ -73,7 +75,7 @@ def build(settings: Settings) -> Container:
         from shared.adapters.appservice import AppServiceSlotPlatform
         from shared.adapters.probes import HttpValidator
 
-        platform = AppServiceSlotPlatform.from_settings(settings, _credential(settings))
+        platform = AppServiceSlotPlatform.from_settings(settings, credential or _credential(settings))
         validator = HttpValidator(ca_bundle=settings.probe_ca_bundle)
         analyzer = ProviderAnalyzer.from_settings(settings, platform)
     parts.update(platform=platform, validator=validator, analyzer=analyzer)

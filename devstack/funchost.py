@@ -1,0 +1,209 @@
+"""A local stand-in for the Azure Functions host (Core Tools cannot be installed here).
+
+It indexes ``function_app.app`` the way the host does (``get_functions()`` and the raw bindings),
+checks that every ``%setting%`` a binding names exists, and then runs the same registered
+functions: HTTP routes under ``/api`` (function keys enforced for FUNCTION-level routes), the
+timer on its schedule, and Service Bus deliveries posted to ``/_devstack/servicebus``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import azure.functions as func
+from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
+
+log = logging.getLogger("devstack.funchost")
+
+
+class HostError(RuntimeError):
+    """The app would not index or start on the real host either."""
+
+
+@dataclass
+class HttpRoute:
+    name: str
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    auth_level: str
+    handler: Any
+
+
+def _route_pattern(template: str) -> re.Pattern[str]:
+    parts = []
+    for segment in template.strip("/").split("/"):
+        match = re.fullmatch(r"\{(\w+)(?::[^}]*)?\}", segment)
+        parts.append(f"(?P<{match.group(1)}>[^/]+)" if match else re.escape(segment))
+    return re.compile("^" + "/".join(parts) + "$", re.IGNORECASE)
+
+
+def _schedule_seconds(schedule: str) -> float:
+    """Seconds between runs of a 6-field NCRONTAB like '*/30 * * * * *' (the form this app uses)."""
+    fields = schedule.split()
+    if len(fields) != 6 or fields[1:] != ["*"] * 5 or not re.fullmatch(r"\*/\d+|0", fields[0]):
+        raise HostError(f"the local host runs schedules of the form '*/N * * * * *', not {schedule!r}")
+    return 60.0 if fields[0] == "0" else float(fields[0][2:])
+
+
+class LocalFunctionHost:
+    def __init__(self, app: func.FunctionApp, settings: Mapping[str, str], *, function_key: str):
+        self.settings = dict(settings)
+        self.function_key = function_key
+        self.routes: list[HttpRoute] = []
+        self.timers: list[tuple[str, float, Any]] = []
+        self.service_bus: dict[str, Any] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._index(app)
+
+    def _setting(self, value: str) -> str:
+        if value.startswith("%") and value.endswith("%"):
+            name = value.strip("%")
+            if name not in self.settings:
+                raise HostError(f"the binding refers to app setting {name}, which is not set")
+            return self.settings[name]
+        return value
+
+    def _index(self, app: func.FunctionApp) -> None:
+        for function in app.get_functions():
+            bindings = [json.loads(b) for b in function.get_raw_bindings()]
+            trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
+            handler = function.get_user_function()
+            name = function.get_function_name()
+            if trigger["type"] == "httpTrigger":
+                self.routes.append(
+                    HttpRoute(
+                        name,
+                        _route_pattern(trigger["route"]),
+                        frozenset(m.upper() for m in trigger["methods"]),
+                        trigger["authLevel"],
+                        handler,
+                    )
+                )
+            elif trigger["type"] == "timerTrigger":
+                self.timers.append((name, _schedule_seconds(self._setting(trigger["schedule"])), handler))
+            elif trigger["type"] == "serviceBusTrigger":
+                self._setting(trigger["topicName"])
+                self._setting(trigger["subscriptionName"])
+                self.service_bus[name] = handler
+            else:
+                raise HostError(f"{name}: the local host does not run {trigger['type']}")
+        # Literal segments win over parameters, as on the real host.
+        self.routes.sort(key=lambda r: r.pattern.pattern.count("(?P<"))
+
+    # -- running -----------------------------------------------------------------------------
+
+    def start(self, *, port: int = 0, run_timers: bool = True) -> LocalFunctionHost:
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _dispatch(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status, headers, payload = host.handle(self.command, self.path, dict(self.headers.items()), body)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch  # noqa: N815
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._spawn(self._server.serve_forever)
+        if run_timers:
+            for name, seconds, handler in self.timers:
+                self._spawn(self._run_timer, name, seconds, handler)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _run_timer(self, name: str, seconds: float, handler: Any) -> None:
+        while not self._stop.wait(seconds):
+            try:
+                handler(TimerRequest(past_due=False))
+            except Exception:  # the real host logs a failed invocation and keeps the schedule
+                log.exception("timer function %s failed", name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        split = urlsplit(raw_path)
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        if split.path == "/_devstack/servicebus" and method == "POST":
+            return self.deliver(body, message_id=headers.get("x-message-id") or headers.get("X-Message-Id"))
+        if not split.path.startswith("/api/"):
+            return 404, {}, b""
+        path = split.path[len("/api/") :]
+        for route in self.routes:
+            match = route.pattern.match(path)
+            if match is None or method not in route.methods:
+                continue
+            if route.auth_level != "ANONYMOUS":
+                key = headers.get("x-functions-key") or headers.get("X-Functions-Key") or query.get("code")
+                if key != self.function_key:
+                    return 401, {}, b""
+            request = func.HttpRequest(
+                method,
+                f"{self.url}{raw_path}" if self._server else raw_path,
+                headers={k.lower(): v for k, v in headers.items()},
+                params=query,
+                route_params=match.groupdict(),
+                body=body,
+            )
+            response: func.HttpResponse = route.handler(request)
+            out = dict(response.headers.items())
+            out["Content-Type"] = response.mimetype or "text/plain"
+            return response.status_code, out, response.get_body() or b""
+        return 404, {}, b""
+
+    def deliver(self, body: bytes, *, message_id: str | None = None) -> tuple[int, dict[str, str], bytes]:
+        """Hand a message to the Service Bus function as the host would (completes unless it raises)."""
+        message = ServiceBusMessage(
+            body=body,
+            message_id=message_id or uuid.uuid4().hex,
+            delivery_count=1,
+            application_properties={},
+            user_properties={},
+        )
+        for name, handler in self.service_bus.items():
+            try:
+                handler(message)
+            except Exception as exc:  # the real host abandons the message for redelivery
+                log.warning("service bus function %s raised; the message would be redelivered: %s", name, exc)
+                return 503, {"Content-Type": "text/plain"}, f"abandoned: {exc}".encode()
+        return 202, {"Content-Type": "text/plain"}, b"completed"

@@ -1,0 +1,81 @@
+"""The local Functions host used by the demo indexes and serves the app like the real host."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from devstack.funchost import HostError, LocalFunctionHost, _route_pattern, _schedule_seconds
+from tests.builders import CANARY_EVENT
+
+SETTINGS = {"RELEASE_EVENTS_TOPIC": "t", "RELEASE_EVENTS_SUBSCRIPTION": "s", "RECONCILE_SCHEDULE": "*/5 * * * * *"}
+
+
+@pytest.fixture
+def host(app):
+    # A fresh app object: get_functions() runs once per FunctionApp.
+    import azure.functions as func
+
+    import function_app
+
+    fresh = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    for module in ("functions.release_events", "functions.reconcile_timer", "functions.http_api"):
+        fresh.register_functions(__import__(module, fromlist=["bp"]).bp)
+    assert function_app.app is not fresh
+    return LocalFunctionHost(fresh, SETTINGS, function_key="k")
+
+
+def test_it_finds_every_trigger_of_the_app(host):
+    assert {r.name for r in host.routes} == {
+        "submit_release",
+        "list_releases",
+        "get_release",
+        "get_release_audit",
+        "override_release",
+        "healthz",
+    }
+    assert [(name, seconds) for name, seconds, _ in host.timers] == [("reconcile_timer", 5.0)]
+    assert list(host.service_bus) == ["release_events"]
+
+
+def test_function_keys_are_enforced_except_on_anonymous_routes(host):
+    assert host.handle("GET", "/api/releases", {}, b"")[0] == 401
+    assert host.handle("GET", "/api/releases?code=wrong", {}, b"")[0] == 401
+    assert host.handle("GET", "/api/releases?code=k", {}, b"")[0] == 200
+    assert host.handle("GET", "/api/healthz", {}, b"")[0] == 200
+    assert host.handle("GET", "/api/nowhere", {"x-functions-key": "k"}, b"")[0] == 404
+
+
+def test_routes_bind_their_parameters(host):
+    status, _, body = host.handle("POST", "/api/releases", {"x-functions-key": "k"}, json.dumps(CANARY_EVENT).encode())
+    assert status == 201
+    status, _, body = host.handle("GET", "/api/releases/web-1.4.2/audit", {"x-functions-key": "k"}, b"")
+    assert status == 200 and json.loads(body)["releaseId"] == "web-1.4.2"
+    status, headers, body = host.handle(
+        "POST", "/api/releases/web-1.4.2/pause", {"x-functions-key": "k"}, b'{"reason": "demo"}'
+    )
+    assert status == 202 and headers["Content-Type"] == "application/json"
+
+
+def test_a_service_bus_delivery_reaches_the_trigger(host, app):
+    status, _, _ = host.deliver(json.dumps(CANARY_EVENT).encode(), message_id="m-1")
+    assert status == 202
+    assert app.service.get("web-1.4.2").phase.value == "deploying"
+
+
+def test_it_refuses_what_the_real_host_would_refuse():
+    assert _schedule_seconds("*/30 * * * * *") == 30
+    with pytest.raises(HostError):
+        _schedule_seconds("0 */5 * * * *")
+    assert _route_pattern("releases/{releaseId}/{action}").match("releases/a/pause").groupdict() == {
+        "releaseId": "a",
+        "action": "pause",
+    }
+    import function_app
+
+    with pytest.raises(HostError, match="RELEASE_EVENTS_TOPIC"):
+        fresh = __import__("azure.functions", fromlist=["FunctionApp"]).FunctionApp()
+        fresh.register_functions(__import__("functions.release_events", fromlist=["bp"]).bp)
+        LocalFunctionHost(fresh, {}, function_key="k")
+    assert function_app.app
