@@ -18,7 +18,6 @@ import json
 import os
 import threading
 import time
-from collections import Counter
 from typing import Any
 
 import requests
@@ -27,6 +26,7 @@ from devstack.appservice import AppServiceEmulator, EmulatorConfig, SiteConfig
 from devstack.azurite import start_azurite
 from devstack.credentials import EmulatorCredential
 from devstack.funchost import LocalFunctionHost
+from devstack.traffic import Visitors, share
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 KEY = "local-demo-function-key"
@@ -57,42 +57,6 @@ def release_event(release_id: str, version: str, error_rate: str) -> dict[str, A
         },
         "metadata": {"commit": "demo", "requestedBy": "demo@contoso.com"},
     }
-
-
-class Visitors:
-    """Fresh visitors on the production host name; counts which version answered, per second."""
-
-    def __init__(self, url: str, ca_file: str):
-        self.url = url
-        self.session = requests.Session()
-        self.session.verify = ca_file
-        self.session.trust_env = False
-        self.counts: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            self.session.cookies.clear()
-            try:
-                response = self.session.get(self.url, timeout=5)
-                label = response.json()["version"] if response.status_code == 200 else f"HTTP {response.status_code}"
-            except (requests.RequestException, ValueError):
-                label = "no answer"
-            with self.lock:
-                self.counts[label] += 1
-            time.sleep(0.01)
-
-    def take(self) -> Counter[str]:
-        with self.lock:
-            counts, self.counts = self.counts, Counter()
-        return counts
-
-
-def share(counts: Counter[str]) -> str:
-    total = sum(counts.values()) or 1
-    return " | ".join(f"{label} {100 * n / total:3.0f}%" for label, n in sorted(counts.items())) + f"  ({total} visits)"
 
 
 def follow(api: requests.Session, base: str, release_id: str, visitors: Visitors, started: float) -> dict[str, Any]:
@@ -153,8 +117,7 @@ def main(argv: list[str] | None = None) -> None:
 
     host = LocalFunctionHost(function_app.app, settings, function_key=KEY).start()
     site = emulator.site("contoso-web")
-    visitors = Visitors(f"https://{site.front_door_host}/", emulator.ca_file)
-    visitors.thread.start()
+    visitors = Visitors(f"https://{site.front_door_host}/", emulator.ca_file, rate_per_second=80).start()
     api = requests.Session()
     api.headers["x-functions-key"] = KEY
     api.trust_env = False
@@ -194,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        visitors.stop.set()
+        visitors.stop()
         host.stop()
         emulator.stop()
         azurite.stop()

@@ -14,6 +14,7 @@ from shared.domain.model import (
     AuditEntry,
     Check,
     CheckResult,
+    GateResult,
     LastGood,
     Measurement,
     Phase,
@@ -22,6 +23,7 @@ from shared.domain.model import (
     SiteState,
     SlotObservation,
     Target,
+    WebhookStage,
 )
 
 T = TypeVar("T")
@@ -249,7 +251,13 @@ class Analyzer(Protocol):
         providers: tuple[ProviderSpec, ...],
         window_start: datetime,
         now: datetime,
-    ) -> tuple[Measurement, ...]: ...
+    ) -> tuple[Measurement, ...]:
+        """Evidence from every measuring provider (http, azureMonitor) for the window."""
+        ...
+
+    def ask_gates(self, release: Release, slots: SlotObservation, stage: WebhookStage) -> tuple[GateResult, ...]:
+        """The answer of every webhook gate configured for ``stage``."""
+        ...
 
 
 class Notifier(Protocol):

@@ -87,6 +87,9 @@ class TickReport:
     skipped_for_budget: list[str] = field(default_factory=list)
 
 
+_SWAP_PHASES = frozenset({Phase.PROMOTING, Phase.ROLLING_BACK})
+
+
 def _same_state(before: Release, after: Release) -> bool:
     """Nothing worth a write: equal but for the timestamps of this tick."""
     if (before.next_check_at is None) != (after.next_check_at is None):
@@ -226,6 +229,9 @@ class ReleaseService:
             self._send_alerts(decision)
             if site_write is not None and new_site.active and new_site.active != release_id:
                 self.reconcile(new_site.active, force=True)  # the next release in the queue starts now
+            if decision.release.phase in _SWAP_PHASES and release.phase is not decision.release.phase:
+                # A swap only starts from a saved phase; now that it is saved, go on at once.
+                return self.reconcile(release_id, force=True)
             return ReconcileResult(release_id, outcome, decision.release.phase)
         raise TooManyConflicts(f"release {release_id} kept changing while reconciling")
 
@@ -263,7 +269,8 @@ class ReleaseService:
             measurements = self.analyzer.measure(
                 release, slots, release.spec.analysis.providers, need.window_start, now
             )
-        return Observation(site=site, slots=slots, checks=checks, measurements=measurements)
+        gates = self.analyzer.ask_gates(release, slots, need.gate) if need.gate is not None else None
+        return Observation(site=site, slots=slots, checks=checks, measurements=measurements, gates=gates)
 
     def _apply(self, decision: Decision, now: datetime) -> Decision:
         target = decision.release.spec.target

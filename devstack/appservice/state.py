@@ -7,7 +7,7 @@ import random
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,8 @@ class Site:
     front_door_host: str = ""
     sticky_settings: set[str] = field(default_factory=set)
     last_swap: dict[str, Any] | None = None
+    # Visitor requests on the production host name, by the release (RELEASE_ID) that served them.
+    visits_by_release: Counter[str] = field(default_factory=Counter)
 
     def slot(self, name: str) -> Slot | None:
         if name.lower() == "production":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core.exceptions import (
@@ -29,7 +30,7 @@ from azure.core.exceptions import (
 )
 
 from shared.adapters.probes import HttpProber, url_for
-from shared.domain.model import Artifact, LastGood, SlotObservation, SwapState, SwapStatus, Target
+from shared.domain.model import Artifact, LastGood, SlotObservation, SwapState, SwapStatus, Target, VersionStats
 from shared.ports import PlatformError, TerminalPlatformError, TransientPlatformError
 
 if TYPE_CHECKING:
@@ -40,8 +41,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("release_controller.appservice")
 T = TypeVar("T")
 
+METRICS_API_VERSION = "2024-02-01"
 TRANSIENT_STATUS = frozenset({408, 409, 423, 429, 500, 502, 503, 504})
 RBAC_HINT = "grant the controller's managed identity 'Website Contributor' on the site (README: RBAC)"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def classify(exc: Exception, what: str, target: Target) -> PlatformError:
@@ -337,6 +343,49 @@ class AppServiceSlotPlatform:
         if status in ("failed", "canceled"):
             return SwapState(SwapStatus.FAILED, method.failure or status)
         return SwapState(SwapStatus.IN_PROGRESS)
+
+    def read_metrics(self, target: Target, *, production: bool, start: datetime, end: datetime) -> VersionStats:
+        """Requests, HTTP 5xx and average response time of the production site or the slot over
+        [start, end], one data point (interval FULL), through ARM (Microsoft.Insights metrics)."""
+        from azure.core.rest import HttpRequest
+
+        site_id = (
+            f"/subscriptions/{target.subscription_id}/resourceGroups/{target.resource_group}"
+            f"/providers/Microsoft.Web/sites/{target.site}"
+        )
+        resource = site_id if production else f"{site_id}/slots/{target.slot}"
+        what = f"reading metrics of {'production' if production else 'slot ' + target.slot}"
+        request = HttpRequest(
+            "GET",
+            f"{resource}/providers/Microsoft.Insights/metrics",
+            params={
+                "api-version": METRICS_API_VERSION,
+                "metricnames": "Requests,Http5xx,HttpResponseTime",
+                # Whole seconds, the current one included, so a short window is never empty.
+                "timespan": f"{_iso(start)}/{_iso(max(end, start) + timedelta(seconds=1))}",
+                "interval": "FULL",
+                "aggregation": "Total,Average",
+            },
+        )
+        client = self._client(target.subscription_id)
+        response = self._call(what, target, client.send_request, request)
+        if response.status_code >= 400:
+            raise classify(HttpResponseError(response=response), what, target)
+        totals: dict[str, float] = {}
+        averages: dict[str, list[float]] = {}
+        for metric in response.json().get("value", []):
+            name = metric["name"]["value"]
+            for series in metric.get("timeseries", []):
+                for point in series.get("data", []):
+                    totals[name] = totals.get(name, 0.0) + float(point.get("total") or 0)
+                    if point.get("average") is not None:
+                        averages.setdefault(name, []).append(float(point["average"]))
+        latency = averages.get("HttpResponseTime")
+        return VersionStats(
+            requests=int(totals.get("Requests", 0)),
+            errors=int(totals.get("Http5xx", 0)),
+            latency_ms=(sum(latency) / len(latency) * 1000) if latency else None,
+        )
 
     def restore_staging(self, target: Target, last_good: LastGood) -> None:
         self.deploy(

@@ -21,6 +21,7 @@ from shared.domain.model import (
     SwapProgress,
     ValidationProgress,
     VersionStats,
+    WebhookStage,
 )
 from shared.domain.schema import spec_from_document, spec_to_document
 
@@ -88,6 +89,8 @@ def state_to_record(r: Release) -> dict[str, Any]:
         "swap": (
             {"purpose": r.swap.purpose, "startedAt": iso(r.swap.started_at), "token": r.swap.token} if r.swap else None
         ),
+        "gatePending": r.gate_pending.value if r.gate_pending else None,
+        "gatesPassed": [g.value for g in r.gates_passed],
         "deployAttempts": r.deploy_attempts,
         "transientFailures": r.transient_failures,
         "reason": r.reason,
@@ -137,6 +140,8 @@ def release_from_records(spec: ReleaseSpec, s: dict[str, Any]) -> Release:
             if swap
             else None
         ),
+        gate_pending=WebhookStage(s["gatePending"]) if s.get("gatePending") else None,
+        gates_passed=tuple(WebhookStage(g) for g in s.get("gatesPassed", [])),
         deploy_attempts=s["deployAttempts"],
         transient_failures=s["transientFailures"],
         reason=s.get("reason"),

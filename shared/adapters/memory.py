@@ -28,6 +28,7 @@ from shared.domain.model import (
     Artifact,
     Check,
     CheckResult,
+    GateResult,
     LastGood,
     Measurement,
     Phase,
@@ -40,6 +41,7 @@ from shared.domain.model import (
     SwapStatus,
     Target,
     VersionStats,
+    WebhookStage,
 )
 from shared.ports import (
     ActiveRef,
@@ -430,6 +432,8 @@ class ScriptedAnalyzer:
     def __init__(self, script: Callable[[Release, datetime], tuple[Measurement, ...]] | None = None):
         self.script = script or healthy
         self.calls = 0
+        self.gate_answer = True
+        self.gates_asked: list[WebhookStage] = []
 
     def measure(
         self,
@@ -441,6 +445,11 @@ class ScriptedAnalyzer:
     ) -> tuple[Measurement, ...]:
         self.calls += 1
         return self.script(release, now)
+
+    def ask_gates(self, release: Release, slots: SlotObservation, stage: WebhookStage) -> tuple[GateResult, ...]:
+        self.gates_asked.append(stage)
+        detail = "scripted yes" if self.gate_answer else "scripted no"
+        return (GateResult(ProviderKind.WEBHOOK, self.gate_answer, detail, stage),)
 
 
 def healthy(release: Release, now: datetime) -> tuple[Measurement, ...]:

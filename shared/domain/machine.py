@@ -35,6 +35,7 @@ from shared.domain.model import (
     OverrideKind,
     Phase,
     Promotion,
+    ProviderKind,
     RaiseAlert,
     Release,
     ReleaseSpec,
@@ -44,6 +45,7 @@ from shared.domain.model import (
     SwapProgress,
     SwapStatus,
     ValidationProgress,
+    WebhookStage,
 )
 
 MAX_DEPLOY_ATTEMPTS = 3
@@ -73,6 +75,7 @@ class Needs:
     checks: bool = False
     analysis: bool = False
     window_start: datetime | None = None
+    gate: WebhookStage | None = None
 
 
 @dataclass(frozen=True)
@@ -189,9 +192,10 @@ def needs(release: Release, site: SiteState) -> Needs:
     return Needs(
         slots=True,
         readiness=phase is Phase.DEPLOYING,
-        checks=phase is Phase.VALIDATING and not release.paused,
+        checks=phase is Phase.VALIDATING and not release.paused and release.gate_pending is None,
         analysis=analysis,
         window_start=window_start if analysis else None,
+        gate=release.gate_pending,
     )
 
 
@@ -276,6 +280,10 @@ def _validating(d: _Draft, obs: Observation) -> None:
     v = r.spec.validation
     if r.paused:
         return
+    if r.gate_pending is not None:
+        if _gate_passed(d, obs, r.gate_pending):
+            _after_validation(d, obs)
+        return
     progress = r.validation
     if obs.checks is not None:
         failed = [c for c in obs.checks if not c.passed]
@@ -291,7 +299,7 @@ def _validating(d: _Draft, obs: Observation) -> None:
                 checks=evidence,
             )
             if streak >= v.consecutive_successes:
-                _after_validation(d)
+                _after_validation(d, obs)
                 return
         else:
             failures = progress.failures + 1
@@ -312,8 +320,10 @@ def _validating(d: _Draft, obs: Observation) -> None:
         )
 
 
-def _after_validation(d: _Draft) -> None:
+def _after_validation(d: _Draft, obs: Observation) -> None:
     spec = d.release.spec
+    if not _gate_passed(d, obs, WebhookStage.BEFORE_TRAFFIC):
+        return
     if spec.is_canary:
         if spec.approve_before_traffic:
             _await_approval(d, Gate.BEFORE_TRAFFIC)
@@ -321,8 +331,34 @@ def _after_validation(d: _Draft) -> None:
             _start_step(d, 0)
     elif spec.promotion is Promotion.MANUAL:
         _await_approval(d, Gate.BEFORE_PROMOTION)
-    else:
+    elif _gate_passed(d, obs, WebhookStage.BEFORE_PROMOTION):
         _start_promotion(d, "validation passed")
+
+
+def _webhook_stages(spec: ReleaseSpec) -> set[WebhookStage]:
+    return {stage for p in spec.analysis.providers if p.kind is ProviderKind.WEBHOOK for stage in p.stages}
+
+
+def _gate_passed(d: _Draft, obs: Observation, stage: WebhookStage) -> bool:
+    """True when no webhook gates this stage or every gate said yes. A gate is asked on the tick
+    after it is due (it is I/O); a "no", an error or a timeout rolls back."""
+    r = d.release
+    if stage not in _webhook_stages(r.spec) or stage in r.gates_passed:
+        return True
+    if r.gate_pending is not stage:
+        d.update(gate_pending=stage)
+        d.record("gate.asking", f"asking the webhook gate ({stage}) before going on")
+        return False
+    if obs.gates is None:
+        return False
+    refused = [g for g in obs.gates if not g.passed]
+    d.update(gate_pending=None)
+    if refused:
+        d.rollback(f"webhook gate ({stage}) said no: {refused[0].detail}", gates=[g.detail for g in obs.gates])
+        return False
+    d.update(gates_passed=(*r.gates_passed, stage))
+    d.record("gate.passed", f"webhook gate ({stage}) said yes", gates=[g.detail for g in obs.gates])
+    return True
 
 
 def _await_approval(d: _Draft, gate: Gate) -> None:
@@ -347,6 +383,8 @@ def _start_step(d: _Draft, index: int, *, actor: str = CONTROLLER, why: str = ""
         weight=step.weight,
         step_started_at=None,
         gate=None,
+        gate_pending=None,
+        gates_passed=tuple(g for g in d.release.gates_passed if g is not WebhookStage.EACH_STEP),
         analysis=AnalysisProgress(),
     )
 
@@ -400,6 +438,11 @@ def _shifting(d: _Draft, obs: Observation) -> None:
     if d.now < bake_end:
         return
     if _judged_good(d):
+        if not _gate_passed(d, obs, WebhookStage.EACH_STEP):
+            return
+        last = r.step + 1 == len(steps)
+        if last and r.spec.promotion is Promotion.AUTO and not _gate_passed(d, obs, WebhookStage.BEFORE_PROMOTION):
+            return
         _complete_step(d, verdict)
     else:
         _extend_or_pause(d, f"step {r.step + 1}/{len(steps)}", step.bake_seconds)

@@ -381,6 +381,8 @@ class Release:
     validation: ValidationProgress = ValidationProgress()
     analysis: AnalysisProgress = AnalysisProgress()
     swap: SwapProgress | None = None
+    gate_pending: WebhookStage | None = None
+    gates_passed: tuple[WebhookStage, ...] = ()
     deploy_attempts: int = 0
     transient_failures: int = 0
     reason: str | None = None
