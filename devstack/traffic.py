@@ -14,24 +14,28 @@ import requests
 
 
 class Visitors:
-    def __init__(self, url: str, ca_file: str, *, rate_per_second: float = 100.0, sticky: bool = False):
+    def __init__(
+        self, url: str, ca_file: str, *, rate_per_second: float = 100.0, sticky: bool = False, workers: int = 1
+    ):
         self.url = url
         self.ca_file = ca_file
-        self.interval = 1.0 / rate_per_second
+        self.interval = workers / rate_per_second
         self.sticky = sticky
         self.total: Counter[str] = Counter()
         self._window: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
 
     def start(self) -> Visitors:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def __enter__(self) -> Visitors:
         return self.start()

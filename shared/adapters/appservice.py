@@ -50,6 +50,14 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _timespan(start: datetime, end: datetime) -> str:
+    """Whole seconds from the first full second of the window (nothing from before it, such as the
+    smoke checks) to the end of the current one (so a short window is never empty)."""
+    first = start.replace(microsecond=0) + (timedelta(seconds=1) if start.microsecond else timedelta(0))
+    last = max(end.replace(microsecond=0) + timedelta(seconds=1), first + timedelta(seconds=1))
+    return f"{_iso(first)}/{_iso(last)}"
+
+
 def classify(exc: Exception, what: str, target: Target) -> PlatformError:
     """Transient (retry later, state unchanged) or terminal (rollback path), with a useful message."""
     where = f"{target.resource_group}/{target.site}"
@@ -361,8 +369,7 @@ class AppServiceSlotPlatform:
             params={
                 "api-version": METRICS_API_VERSION,
                 "metricnames": "Requests,Http5xx,HttpResponseTime",
-                # Whole seconds, the current one included, so a short window is never empty.
-                "timespan": f"{_iso(start)}/{_iso(max(end, start) + timedelta(seconds=1))}",
+                "timespan": _timespan(start, end),
                 "interval": "FULL",
                 "aggregation": "Total,Average",
             },

@@ -25,7 +25,14 @@ CASES = [
     ("a canary no worse than a degraded stable version passes", ev((100, 20, 20.0), (1000, 250, 20.0)), "pass"),
     ("a canary much worse than a degraded stable version fails", ev((100, 60, 20.0), (1000, 250, 20.0)), "fail"),
     ("latency no worse than a slow stable version passes", ev((100, 0, 700.0), (1000, 0, 650.0)), "pass"),
-    ("a stable version with too little traffic is not used for comparison", ev((100, 20, 20.0), (10, 5, 20.0)), "fail"),
+    (
+        "a bad-looking canary waits while the stable version has too little traffic to compare",
+        ev((100, 20, 20.0), (10, 5, 20.0)),
+        "inconclusive",
+    ),
+    ("a canary far worse than even a thin stable baseline fails at once", ev((100, 50, 20.0), (10, 0, 20.0)), "fail"),
+    ("with no stable traffic the canary is judged on the absolute limits", ev((100, 20, 20.0), (0, 0, None)), "fail"),
+    ("latency well over a slow stable version fails", ev((100, 0, 1500.0), (1000, 0, 650.0)), "fail"),
 ]
 
 
@@ -44,7 +51,7 @@ def test_the_relative_rule_can_be_switched_off():
 def test_a_failure_explains_itself_with_numbers():
     verdict = judge(ev((200, 40, 20.0), (2000, 2, 20.0)), SETTINGS)
     assert verdict.reasons == (
-        "http: error rate 20.0% (40/200; 95% lower bound 15.0%) is above the limit 5.0%, stable 0.1%",
+        "http: error rate 20.0% (40/200; lower bound 15.0%) is above the limit 5.0%; stable 0.1% (2/2000), margin 1.0%",
     )
 
 
