@@ -88,8 +88,10 @@ def main() -> None:
     print(f"  runs: {RUNS}; reconciles after the failing one until weight 0: {extra_reconciles}")
     print(f"  weight 0 in the same reconcile as the first failing measurement: {same}/{RUNS}")
     print(f"  reconcile during a bake (baseline): {base * 1000:6.0f} ms median over {len(baking)}")
-    print(f"  reconcile that measured the failure and set weight 0: {decide * 1000:6.0f} ms median "
-          f"({decide / base:.2f}x the baseline)")
+    print(
+        f"  reconcile that measured the failure and set weight 0: {decide * 1000:6.0f} ms median "
+        f"({decide / base:.2f}x the baseline)"
+    )
 
 
 if __name__ == "__main__":

@@ -164,25 +164,9 @@ class ReleaseService:
             existing = self.store.find_release(spec.release_id)
             if existing is not None:
                 return IngestResult("duplicate", existing.value)
-            now = self.clock.now()
-            site = self.store.load_site(spec.target.site_key)
-            active = self._load_optional(site.value.active)
-            queued = self._load_optional(site.value.queued)
-            admission = machine.admit(
-                site.value, created, active.value if active else None, queued.value if queued else None, now
-            )
-            etags = {r.value.id: r.etag for r in (active, queued) if r is not None}
-            writes = [
-                ReleaseWrite(
-                    d.release,
-                    etags.get(d.release.id) if d.release.id != spec.release_id else None,
-                    d.audit,
-                    fingerprint if d.release.id == spec.release_id else None,
-                )
-                for d in admission.decisions
-            ]
+            admission, writes, site = self._admit(created, fingerprint, self.clock.now())
             try:
-                self.store.commit(spec.target.site_key, writes, Versioned(admission.site, site.etag))
+                self.store.commit(spec.target.site_key, writes, site)
             except DuplicateRelease:
                 continue  # someone else created it: the next loop returns it as a duplicate
             except ConcurrencyConflict:
@@ -196,6 +180,27 @@ class ReleaseService:
 
     def _load_optional(self, release_id: str | None) -> Versioned[Release] | None:
         return self.store.find_release(release_id) if release_id else None
+
+    def _admit(
+        self, created: Decision, fingerprint: str, now: datetime
+    ) -> tuple[machine.Admission, list[ReleaseWrite], Versioned[SiteState]]:
+        """Place a new release on its site: the rows to write (the new release inserted; any release
+        it supersedes updated If-Match) and the site row at the ETag it was read at."""
+        new_id = created.release.id
+        site = self.store.load_site(created.release.site_key)
+        active = self._load_optional(site.value.active)
+        queued = self._load_optional(site.value.queued)
+        admission = machine.admit(
+            site.value, created, active.value if active else None, queued.value if queued else None, now
+        )
+        etags = {r.value.id: r.etag for r in (active, queued) if r is not None}
+        writes = [
+            ReleaseWrite(d.release, None, d.audit, fingerprint)
+            if d.release.id == new_id
+            else ReleaseWrite(d.release, etags[d.release.id], d.audit)
+            for d in admission.decisions
+        ]
+        return admission, writes, Versioned(admission.site, site.etag)
 
     # -- reconciliation --------------------------------------------------------------------------
 
@@ -389,25 +394,10 @@ class ReleaseService:
             created = machine.new_release(
                 spec, claim.created_at, actor=actor, source=f"retry of {release_id}: {reason}"
             )
-            site = self.store.load_site(spec.target.site_key)
-            active = self._load_optional(site.value.active)
-            queued = self._load_optional(site.value.queued)
-            admission = machine.admit(
-                site.value, created, active.value if active else None, queued.value if queued else None, now
-            )
-            etags = {r.value.id: r.etag for r in (active, queued) if r is not None}
-            writes = [
-                ReleaseWrite(
-                    d.release,
-                    None if d.release.id == spec.release_id else etags.get(d.release.id),
-                    d.audit,
-                    fingerprint if d.release.id == spec.release_id else None,
-                )
-                for d in admission.decisions
-            ]
+            _, writes, site = self._admit(created, fingerprint, now)
             writes.append(ReleaseWrite(old_decision.release, old.etag, old_decision.audit))
             try:
-                self.store.commit(spec.target.site_key, writes, Versioned(admission.site, site.etag))
+                self.store.commit(spec.target.site_key, writes, site)
             except (ConcurrencyConflict, DuplicateRelease):
                 continue
             self.reconcile(spec.release_id, force=True)

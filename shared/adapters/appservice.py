@@ -311,39 +311,32 @@ class AppServiceSlotPlatform:
                 f"the routing rule did not take: asked {weight:g}% to {host}, production reports {observed:g}%"
             )
 
-    def begin_swap(self, target: Target) -> str:
+    def _swap_poller(self, what: str, target: Target, method: Any, token: str | None = None) -> Any:
         from azure.mgmt.web.models import CsmSlotEntity
 
         apps = self._client(target.subscription_id).web_apps
-        poller = self._call(
-            "starting the swap",
+        options: dict[str, Any] = {"polling": method}
+        if token is not None:
+            options["continuation_token"] = token
+        return self._call(
+            what,
             target,
             apps.begin_swap_slot,
             target.resource_group,
             target.site,
             target.slot,
             CsmSlotEntity(target_slot="production", preserve_vnet=True),
-            polling=_single_poll_method(poll=False),
+            **options,
         )
+
+    def begin_swap(self, target: Target) -> str:
+        poller = self._swap_poller("starting the swap", target, _single_poll_method(poll=False))
         return poller.continuation_token()
 
     def swap_state(self, target: Target, token: str) -> SwapState:
         """One status request for the swap behind ``token``; never waits for it to finish."""
-        from azure.mgmt.web.models import CsmSlotEntity
-
-        apps = self._client(target.subscription_id).web_apps
         method = _single_poll_method(poll=True)
-        poller = self._call(
-            "resuming the swap",
-            target,
-            apps.begin_swap_slot,
-            target.resource_group,
-            target.site,
-            target.slot,
-            CsmSlotEntity(target_slot="production", preserve_vnet=True),
-            continuation_token=token,
-            polling=method,
-        )
+        poller = self._swap_poller("resuming the swap", target, method, token)
         self._call("checking the swap", target, poller.wait)
         status = method.status().lower()
         if status == "succeeded":

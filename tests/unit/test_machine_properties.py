@@ -176,6 +176,18 @@ def check_step(before: Release, decision: Decision, world: World) -> None:
         assert world.traffic_on_new_version() <= max(limit, before.weight) + 1e-9
 
 
+def settle(world: World, ticks: int = 20) -> None:
+    """Tick a calm world (checks pass, healthy evidence, no faults) until the release is final."""
+    calm = Tick(minutes=1, checks_pass=True, evidence="healthy", fault=None)
+    for _ in range(ticks):
+        if world.release.is_final:
+            return
+        before = world.release
+        decision = world.tick(calm)
+        check_step(before, decision, world)
+        world.release = decision.release
+
+
 def run(doc, swap_duration, history) -> World:
     world = World(doc, swap_duration)
     for event_ in history:
@@ -211,14 +223,7 @@ def test_a_final_phase_is_reachable_from_every_phase(doc, swap_duration, history
         world.release = apply_override(
             world.release, Override(OverrideKind.ROLLBACK, "pat", "abandon"), world.now
         ).release
-    calm = Tick(minutes=1, checks_pass=True, evidence="healthy", fault=None)
-    for _ in range(20):
-        if world.release.is_final:
-            break
-        before = world.release
-        decision = world.tick(calm)
-        check_step(before, decision, world)
-        world.release = decision.release
+    settle(world)
     assert world.release.is_final, (world.release.phase, world.release.reason)
     if world.release.phase in (Phase.ROLLED_BACK, Phase.CANCELLED):
         assert world.traffic_on_new_version() == 0, "a rollback ends with no traffic on the new version"
@@ -279,14 +284,7 @@ def test_without_platform_faults_every_rollback_ends_rolled_back_with_no_traffic
         world.release = apply_override(
             world.release, Override(OverrideKind.ROLLBACK, "pat", "abandon"), world.now
         ).release
-    calm = Tick(minutes=1, checks_pass=True, evidence="healthy", fault=None)
-    for _ in range(20):
-        if world.release.is_final:
-            break
-        before = world.release
-        decision = world.tick(calm)
-        check_step(before, decision, world)
-        world.release = decision.release
+    settle(world)
     assert world.release.phase in (Phase.ROLLED_BACK, Phase.CANCELLED), (world.release.phase, world.release.reason)
     assert world.traffic_on_new_version() == 0
     production = world.platform.sites[world.target.site_key].production.settings.get("RELEASE_ID")
