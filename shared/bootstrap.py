@@ -44,7 +44,8 @@ _container: Container | None = None
 _lock = threading.Lock()
 
 
-def _credential(settings: Settings) -> Any:
+def _default_credential() -> Any:
+    """The Function App's managed identity in Azure (AZURE_CLIENT_ID picks a user-assigned one)."""
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential()
@@ -60,7 +61,7 @@ def build(settings: Settings, *, credential: Any = None) -> Container:
     else:
         assert settings.store_endpoint is not None
         store = TableReleaseStore.from_endpoint(
-            settings.store_endpoint, credential or _credential(settings), prefix=settings.table_prefix
+            settings.store_endpoint, credential or _default_credential(), prefix=settings.table_prefix
         )
     parts: dict[str, Any] = {"store": store}
     if settings.slot_platform == "memory":
@@ -75,7 +76,7 @@ def build(settings: Settings, *, credential: Any = None) -> Container:
         from shared.adapters.appservice import AppServiceSlotPlatform
         from shared.adapters.probes import HttpValidator
 
-        platform = AppServiceSlotPlatform.from_settings(settings, credential or _credential(settings))
+        platform = AppServiceSlotPlatform.from_settings(settings, credential or _default_credential())
         validator = HttpValidator(ca_bundle=settings.probe_ca_bundle)
         analyzer = ProviderAnalyzer.from_settings(settings, platform)
     parts.update(platform=platform, validator=validator, analyzer=analyzer)
