@@ -55,6 +55,10 @@ def _problem(problem: Problem, req: func.HttpRequest, headers: dict[str, str] | 
     )
 
 
+def _actor(req: func.HttpRequest) -> str:
+    return actor_from_headers(req.headers, trust_principal=bootstrap.container().settings.trust_client_principal)
+
+
 def _handle(req: func.HttpRequest, work: Callable[[], func.HttpResponse]) -> func.HttpResponse:
     """Map domain and storage outcomes to HTTP; nothing unexpected is swallowed silently."""
     try:
@@ -99,7 +103,7 @@ def submit_release(req: func.HttpRequest) -> func.HttpResponse:
             raise Problem(
                 413, "too-large", "The event is too large", f"{len(body)} bytes; the limit is {MAX_EVENT_BYTES}"
             )
-        actor = actor_from_headers(req.headers)
+        actor = _actor(req)
         key = req.headers.get("idempotency-key")
         result = bootstrap.get_service().ingest(body, message_id=key, source="http", actor=actor, keep_rejections=False)
         if result.outcome == "rejected":
@@ -157,7 +161,7 @@ def override_release(req: func.HttpRequest) -> func.HttpResponse:
         release_id = check_release_id(req.route_params.get("releaseId", ""))
         action = parse_action(req.route_params.get("action", ""))
         reason = parse_reason(req.get_body() or b"")
-        actor = actor_from_headers(req.headers)
+        actor = _actor(req)
         release = bootstrap.get_service().override(release_id, action, actor=actor, reason=reason)
         view = release_view(release)
         if action is OverrideKind.RETRY:

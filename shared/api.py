@@ -260,8 +260,11 @@ def parse_list_query(params: Mapping[str, str]) -> ListQuery:
 _NAME_CLAIMS = ("name", "preferred_username", "upn", "email", "unique_name")
 
 
-def actor_from_headers(headers: Mapping[str, str]) -> str:
-    """Who is asking: the EasyAuth principal when present, else the holder of the function key."""
+def actor_from_headers(headers: Mapping[str, str], *, trust_principal: bool) -> str:
+    """Who is asking: the App Service authentication principal when that feature is on (the
+    platform then sets the header and strips any a client sends), else the function key's holder."""
+    if not trust_principal:
+        return "function-key"
     encoded = headers.get("x-ms-client-principal")
     if encoded:
         try:

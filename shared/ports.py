@@ -127,6 +127,7 @@ class IdClaim:
 class ActiveRef:
     release_id: str
     site_key: str
+    indexed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.domain import machine
@@ -58,6 +58,7 @@ from shared.ports import (
 log = logging.getLogger("release_controller.service")
 
 CONFLICT_RETRIES = 6
+ABANDONED_INDEX_AFTER = timedelta(minutes=15)
 
 
 class TooManyConflicts(ConcurrencyConflict):
@@ -336,6 +337,7 @@ class ReleaseService:
         report = TickReport()
         deadline = time.monotonic() + budget_seconds
         refs = self.store.list_active()
+        indexed_at = {ref.release_id: ref.indexed_at for ref in refs}
 
         def run(release_id: str) -> ReconcileResult | None:
             if time.monotonic() >= deadline:
@@ -354,9 +356,17 @@ class ReleaseService:
                     continue
                 if result is None:
                     report.skipped_for_budget.append(release_id)
-                else:
-                    report.reconciled.append(result)
+                    continue
+                report.reconciled.append(result)
+                if result.outcome == "missing" and self._abandoned(indexed_at.get(release_id)):
+                    # Indexed, but its creation never committed (and its event will be redelivered).
+                    log.warning("forgetting index entry of release %s: it was never created", release_id)
+                    self.store.forget_active(release_id)
         return report
+
+    def _abandoned(self, indexed_at: datetime | None) -> bool:
+        """An index entry with no release row, old enough that no creation can still be under way."""
+        return indexed_at is not None and self.clock.now() - indexed_at > ABANDONED_INDEX_AFTER
 
     # -- overrides -------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ class Settings:
     arm_retry_total: int
     probe_ca_bundle: str | None
     webhook_secrets: Mapping[str, str]
+    trust_client_principal: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -86,4 +87,7 @@ class Settings:
             arm_retry_total=int(number("ARM_RETRY_TOTAL", 3, 0, 10)),
             probe_ca_bundle=get("PROBE_CA_BUNDLE"),
             webhook_secrets=secrets,
+            # Set by App Service when its authentication is on; only then are X-MS-CLIENT-PRINCIPAL
+            # headers the platform's (it strips any a client sends).
+            trust_client_principal=(get("WEBSITE_AUTH_ENABLED", "") or "").lower() == "true",
         )

@@ -370,6 +370,7 @@ class TableReleaseStore:
                         "RowKey": table_key(release.id),
                         "ReleaseId": release.id,
                         "SiteKey": site_key,
+                        "IndexedAt": iso(release.created_at),
                     }
                 )
         try:
@@ -399,7 +400,7 @@ class TableReleaseStore:
     def list_active(self) -> list[ActiveRef]:
         with _storage_errors("listing active releases"):
             rows = list(self._index.query_entities("PartitionKey eq @pk", parameters={"pk": "active"}))
-        return [ActiveRef(r["ReleaseId"], r["SiteKey"]) for r in rows]
+        return [ActiveRef(r["ReleaseId"], r["SiteKey"], parse_iso(r.get("IndexedAt"))) for r in rows]
 
     def forget_active(self, release_id: str) -> None:
         with _storage_errors("removing an active index row"):

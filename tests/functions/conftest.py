@@ -22,7 +22,11 @@ def app(table_store, azurite, table_prefix):
     """A composition root over real Azurite; the platform, probes and clock are in-memory fakes."""
     h = harness(store=table_store)
     settings = Settings.from_env(
-        {"RELEASE_STORE_CONNECTION": azurite.connection_string, "RELEASE_STORE_TABLE_PREFIX": table_prefix}
+        {
+            "RELEASE_STORE_CONNECTION": azurite.connection_string,
+            "RELEASE_STORE_TABLE_PREFIX": table_prefix,
+            "WEBSITE_AUTH_ENABLED": "True",
+        }
     )
     bootstrap.use(bootstrap.Container(settings=settings, service=h.service, parts={"store": table_store}))
     try:

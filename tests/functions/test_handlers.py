@@ -203,6 +203,19 @@ def test_without_sign_in_the_actor_is_the_function_key_holder(indexed, app):
     assert app.service.audit(RID)[-1].entry.actor == "function-key"
 
 
+def test_a_principal_header_is_ignored_when_app_service_authentication_is_off(indexed, app):
+    from dataclasses import replace
+
+    from shared import bootstrap
+
+    container = bootstrap.container()
+    bootstrap.use(replace(container, settings=replace(container.settings, trust_client_principal=False)))
+    submit(indexed)
+    response, _ = override(indexed, RID, "pause", headers={"X-MS-CLIENT-PRINCIPAL": principal("mallory@evil")})
+    assert response.status_code == 202
+    assert app.service.audit(RID)[-1].entry.actor == "function-key"
+
+
 def test_an_override_not_allowed_now_is_a_409_saying_why(indexed, app):
     submit(indexed)
     response, doc = override(indexed, RID, "approve")

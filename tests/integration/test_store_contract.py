@@ -243,3 +243,23 @@ def test_concurrent_overrides_on_azurite_never_lose_an_update(table_store):
     audit = table_store.list_audit("web-1.4.2")
     assert [a.entry.action for a in audit].count("override.pause") == 1
     assert [a.seq for a in audit] == list(range(1, len(audit) + 1))
+
+
+def test_an_index_entry_whose_release_was_never_created_is_forgotten_once_it_is_old(table_store):
+    h = harness(store=table_store)
+    release = new_release(spec(), h.clock.now(), actor="ci", source="t").release
+    # A creation that died between indexing the release and committing its row.
+    table_store._index.upsert_entity(
+        {
+            "PartitionKey": "active",
+            "RowKey": release.id,
+            "ReleaseId": release.id,
+            "SiteKey": release.site_key,
+            "IndexedAt": "2026-11-26T03:00:00Z",
+        }
+    )
+    h.service.reconcile_due(budget_seconds=10, concurrency=1)
+    assert [r.release_id for r in table_store.list_active()] == [release.id], "young: a creation may be under way"
+    h.clock.advance(16 * 60)
+    h.service.reconcile_due(budget_seconds=10, concurrency=1)
+    assert table_store.list_active() == []
