@@ -641,3 +641,50 @@ def test_restore_staging_uses_the_last_good_release():
     )
     assert RestoreStaging(good) in decision.effects
     assert BeginSwap("rollback") not in decision.effects
+
+
+GATED = event(
+    analysis={
+        "providers": [
+            {"type": "http"},
+            {"type": "webhook", "url": "https://gate.example/ok", "stages": ["beforeTraffic", "eachStep"]},
+        ]
+    }
+)
+
+
+def gate_says(answer, stage):
+    from shared.domain.model import GateResult, WebhookStage
+
+    return (GateResult(ProviderKind.WEBHOOK, answer, f"answered {200 if answer else 500}", WebhookStage(stage)),)
+
+
+def test_a_webhook_gate_is_asked_after_validation_and_its_yes_lets_traffic_in():
+    r = rel(GATED, phase=Phase.VALIDATING, validation=machine.ValidationProgress(1, 1, 0))
+    asked = decide(r, obs(sl=slots(staging=RID), checks=passing()), NOW)
+    assert asked.release.phase is Phase.VALIDATING and asked.release.gate_pending.value == "beforeTraffic"
+    assert machine.needs(asked.release, site()).gate.value == "beforeTraffic"
+    assert not machine.needs(asked.release, site()).checks, "no more smoke checks while the gate decides"
+    passed = decide(asked.release, Observation(site(), slots(staging=RID), gates=gate_says(True, "beforeTraffic")), NOW)
+    assert passed.release.phase is Phase.SHIFTING and effect_types(passed) == ["SetWeight"]
+
+
+def test_a_webhook_gate_that_says_no_rolls_back_with_its_answer():
+    r = rel(
+        GATED,
+        phase=Phase.SHIFTING,
+        step=0,
+        weight=10.0,
+        step_started_at=NOW - timedelta(minutes=6),
+        analysis=AnalysisProgress(last_outcome="pass", successes=1),
+    )
+    asked = decide(r, obs(sl=slots(staging=RID, weight=10), measurements=measured()), NOW)
+    assert asked.release.gate_pending.value == "eachStep" and asked.release.step == 0
+    refused = decide(
+        asked.release,
+        Observation(site(), slots(staging=RID, weight=10), measurements=measured(), gates=gate_says(False, "eachStep")),
+        NOW,
+    )
+    assert refused.release.phase is Phase.ROLLING_BACK
+    assert "webhook gate (eachStep) said no: answered 500" in refused.release.reason
+    assert effect_types(refused) == ["SetWeight"]

@@ -21,6 +21,7 @@ from shared.domain.model import (
     CheckResult,
     Decision,
     DeployToSlot,
+    GateResult,
     LastGood,
     Measurement,
     Observation,
@@ -84,6 +85,18 @@ documents = st.sampled_from(
         event(approveBeforeTraffic=True),
         BLUE_GREEN_EVENT,
         event(BLUE_GREEN_EVENT, promotion="manual"),
+        event(
+            analysis={
+                "providers": [
+                    {"type": "http"},
+                    {
+                        "type": "webhook",
+                        "url": "https://gate.example/x",
+                        "stages": ["beforeTraffic", "eachStep", "beforePromotion"],
+                    },
+                ]
+            }
+        ),
     ]
 )
 
@@ -114,7 +127,10 @@ class World:
                 CheckResult(c, tick.checks_pass, 200 if tick.checks_pass else 500) for c in self.spec.validation.checks
             )
         measurements = MEASUREMENTS[tick.evidence] if need.analysis else None
-        return Observation(site=self.site, slots=slots, checks=checks, measurements=measurements)
+        gates = None
+        if need.gate is not None:  # the webhook says what the checks say on this tick
+            gates = (GateResult(ProviderKind.WEBHOOK, tick.checks_pass, "gate", need.gate),)
+        return Observation(site=self.site, slots=slots, checks=checks, measurements=measurements, gates=gates)
 
     def apply(self, decision: Decision) -> Decision:
         for effect in decision.effects:
