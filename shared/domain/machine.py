@@ -159,6 +159,7 @@ class _Draft:
             paused=False,
             inconclusive=False,
             gate=None,
+            gate_pending=None,
         )
 
     def fail(self, reason: str) -> None:
@@ -331,7 +332,7 @@ def _after_validation(d: _Draft, obs: Observation) -> None:
             _start_step(d, 0)
     elif spec.promotion is Promotion.MANUAL:
         _await_approval(d, Gate.BEFORE_PROMOTION)
-    elif _gate_passed(d, obs, WebhookStage.BEFORE_PROMOTION):
+    else:
         _start_promotion(d, "validation passed")
 
 
@@ -396,6 +397,7 @@ def _start_promotion(d: _Draft, why: str, *, actor: str = CONTROLLER) -> None:
         f"promoting {d.label}: {why}",
         actor=actor,
         gate=None,
+        gate_pending=None,
         paused=False,
         inconclusive=False,
     )
@@ -439,9 +441,6 @@ def _shifting(d: _Draft, obs: Observation) -> None:
         return
     if _judged_good(d):
         if not _gate_passed(d, obs, WebhookStage.EACH_STEP):
-            return
-        last = r.step + 1 == len(steps)
-        if last and r.spec.promotion is Promotion.AUTO and not _gate_passed(d, obs, WebhookStage.BEFORE_PROMOTION):
             return
         _complete_step(d, verdict)
     else:
@@ -586,6 +585,8 @@ def _promoting(d: _Draft, obs: Observation) -> None:
     if d.stalled(r.spec.analysis.progress_deadline_seconds):
         d.rollback(f"the swap could not start within {format_duration(r.spec.analysis.progress_deadline_seconds)}")
         return
+    if not _gate_passed(d, obs, WebhookStage.BEFORE_PROMOTION):
+        return  # the last word before the swap, whoever promoted
     if not _weight_is(slots.weight, 0) or r.weight != 0:
         d.set_weight(0.0)  # clear the routing rule first: no user is sent to the old version after the swap
         d.record("promotion.routeCleared", f"routing rule cleared (0%) before swapping {d.label} into production")

@@ -688,3 +688,21 @@ def test_a_webhook_gate_that_says_no_rolls_back_with_its_answer():
     assert refused.release.phase is Phase.ROLLING_BACK
     assert "webhook gate (eachStep) said no: answered 500" in refused.release.reason
     assert effect_types(refused) == ["SetWeight"]
+
+
+def test_a_before_promotion_gate_is_asked_right_before_the_swap_even_after_a_person_approved():
+    doc = event(
+        promotion="manual",
+        analysis={
+            "providers": [{"type": "http"}, {"type": "webhook", "url": "https://g/x", "stages": ["beforePromotion"]}]
+        },
+    )
+    waiting = rel(doc, phase=Phase.AWAITING_APPROVAL, gate=Gate.BEFORE_PROMOTION, step=1, weight=50.0)
+    approved = apply_override(waiting, Override(OverrideKind.APPROVE, "pat", "go"), NOW)
+    asked = decide(approved.release, obs(sl=slots(staging=RID, weight=50)), NOW)
+    assert asked.release.phase is Phase.PROMOTING and asked.effects == ()
+    assert asked.release.gate_pending.value == "beforePromotion"
+    swap = decide(
+        asked.release, Observation(site(), slots(staging=RID, weight=50), gates=gate_says(True, "beforePromotion")), NOW
+    )
+    assert effect_types(swap) == ["SetWeight", "BeginSwap"]
