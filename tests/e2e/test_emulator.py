@@ -193,3 +193,38 @@ def test_injected_faults_answer_the_next_matching_requests(arm, emulator):
     emulator.inject("/config/web", method="GET", status=429, code="TooManyRequests", times=1)
     assert arm("GET", f"{SITE_PATH}/config/web?{WEB}").status_code == 429
     assert arm("GET", f"{SITE_PATH}/config/web?{WEB}").status_code == 200
+
+
+def test_the_emulator_runs_as_a_process_of_its_own_and_stops_on_sigterm():
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.appservice", "--config", "devstack/appservice/sites.sample.json"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        while not lines or lines[-1].rstrip() != "}":
+            line = process.stdout.readline()
+            assert line, "the emulator exited before describing itself"
+            lines.append(line)
+        described = json.loads("".join(lines))
+        site = described["sites"][0]
+        response = requests.get(f"https://{site['production']}/", verify=described["caFile"], timeout=5)
+        assert response.json()["version"] == "1.0.0"
+        arm = requests.get(
+            f"{described['armEndpoint']}/subscriptions/{site['subscriptionId']}/resourceGroups/"
+            f"{site['resourceGroup']}/providers/Microsoft.Web/sites/{site['name']}/slots/staging?{WEB}",
+            headers={"Authorization": "Bearer x"},
+            verify=described["caFile"],
+            timeout=5,
+        )
+        assert arm.json()["properties"]["defaultHostName"] == site["slots"]["staging"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
