@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
-    AzureError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
@@ -572,4 +571,4 @@ def _decode_cursor(cursor: str | None) -> dict[str, str] | None:
         raise ValueError("cursor is not one this API handed out") from exc
 
 
-__all__ = ["AzureError", "TableReleaseStore", "table_key"]
+__all__ = ["TableReleaseStore", "table_key"]
