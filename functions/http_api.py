@@ -26,7 +26,7 @@ from shared.api import (
     release_view,
     summary_view,
 )
-from shared.domain.machine import OverrideRefused
+from shared.domain.lifecycle import OverrideRefused
 from shared.domain.model import OverrideKind
 from shared.domain.schema import MAX_EVENT_BYTES
 from shared.ports import ReleaseIdConflict, ReleaseNotFound, StoreUnavailable

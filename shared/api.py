@@ -83,7 +83,17 @@ def release_view(release: Release) -> dict[str, Any]:
         "step": step,
         "weight": release.weight,
         "reason": release.reason,
-        "swap": {"purpose": release.swap.purpose, "startedAt": iso(release.swap.started_at)} if release.swap else None,
+        "swap": (
+            {
+                "purpose": release.swap.purpose,
+                "claimedAt": iso(release.swap.claimed_at),
+                "started": release.swap.token is not None,
+            }
+            if release.swap
+            else None
+        ),
+        "holdsSite": release.holds_site,
+        "alertsPending": len(release.outbox),
         "validation": {
             "rounds": release.validation.rounds,
             "streak": release.validation.streak,

@@ -107,12 +107,14 @@ class Versioned(Generic[T]):
 
 @dataclass(frozen=True)
 class ReleaseWrite:
-    """One release row to insert (``etag`` None) or replace (If-Match ``etag``), with its audit rows."""
+    """One release row to insert (``etag`` None) or replace (If-Match ``etag``), with its audit rows.
+    ``indexed_at`` is when an inserted release enters the active index (the store's clock if None)."""
 
     release: Release
     etag: str | None
     audit: tuple[AuditEntry, ...] = ()
     fingerprint: str | None = None
+    indexed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,13 @@ class IdClaim:
 
 @dataclass(frozen=True)
 class ActiveRef:
+    """An entry of the active index: when it was (last) written, and its ETag, so that removing an
+    entry nobody could resolve never removes one a creation has just written again."""
+
     release_id: str
     site_key: str
     indexed_at: datetime | None = None
+    etag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -188,14 +194,21 @@ class ReleaseStore(Protocol):
     ) -> dict[str, str]:
         """Write release rows, their audit rows and (optionally) the site row in one transaction.
 
-        Returns the new ETag of each release written. Raises ConcurrencyConflict (someone else
-        wrote first), DuplicateRelease (an inserted release exists), EntityTooLarge, StoreUnavailable.
+        An inserted release is indexed as active before its row is written, and only under an id
+        claimed for the same site and plan. Returns the new ETag of each release written. Raises
+        ConcurrencyConflict (someone else wrote first), DuplicateRelease (an inserted release
+        exists), ReleaseIdConflict (its id is claimed by another plan), EntityTooLarge,
+        StoreUnavailable.
         """
         ...
 
-    def list_active(self) -> list[ActiveRef]: ...
+    def list_active(self) -> list[ActiveRef]:
+        """Releases not yet settled (final, site free, alerts delivered): the timer's work list."""
+        ...
 
-    def forget_active(self, release_id: str) -> None: ...
+    def forget_active(self, release_id: str, *, etag: str | None = None) -> None:
+        """Drop an index entry (only if unchanged since ``etag`` was read, when given)."""
+        ...
 
     def list_releases(
         self,

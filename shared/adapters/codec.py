@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.model import (
+    Alert,
     AnalysisProgress,
     Artifact,
     AuditEntry,
@@ -87,12 +88,18 @@ def state_to_record(r: Release) -> dict[str, Any]:
             "lastOutcome": a.last_outcome,
         },
         "swap": (
-            {"purpose": r.swap.purpose, "startedAt": iso(r.swap.started_at), "token": r.swap.token} if r.swap else None
+            {"purpose": r.swap.purpose, "claimedAt": iso(r.swap.claimed_at), "token": r.swap.token} if r.swap else None
         ),
         "gatePending": r.gate_pending.value if r.gate_pending else None,
         "gatesPassed": [g.value for g in r.gates_passed],
         "deployAttempts": r.deploy_attempts,
         "transientFailures": r.transient_failures,
+        "failingSince": iso(r.failing_since),
+        "reachedUsers": r.reached_users,
+        "reachedProduction": r.reached_production,
+        "holdsSite": r.holds_site,
+        "outbox": [{"seq": a.seq, "severity": a.severity, "message": a.message, "at": iso(a.at)} for a in r.outbox],
+        "alertsRaised": r.alerts_raised,
         "reason": r.reason,
         "retriedAs": r.retried_as,
         "supersededBy": r.superseded_by,
@@ -136,7 +143,7 @@ def release_from_records(spec: ReleaseSpec, s: dict[str, Any]) -> Release:
             last_outcome=a.get("lastOutcome"),
         ),
         swap=(
-            SwapProgress(purpose=swap["purpose"], started_at=parse_iso(swap["startedAt"]), token=swap.get("token"))  # type: ignore[arg-type]
+            SwapProgress(purpose=swap["purpose"], claimed_at=parse_iso(swap["claimedAt"]), token=swap.get("token"))  # type: ignore[arg-type]
             if swap
             else None
         ),
@@ -144,6 +151,15 @@ def release_from_records(spec: ReleaseSpec, s: dict[str, Any]) -> Release:
         gates_passed=tuple(WebhookStage(g) for g in s.get("gatesPassed", [])),
         deploy_attempts=s["deployAttempts"],
         transient_failures=s["transientFailures"],
+        failing_since=parse_iso(s.get("failingSince")),
+        reached_users=s.get("reachedUsers", False),
+        reached_production=s.get("reachedProduction", False),
+        holds_site=s.get("holdsSite", False),
+        outbox=tuple(
+            Alert(a["seq"], a["severity"], a["message"], parse_iso(a["at"]))  # type: ignore[arg-type]
+            for a in s.get("outbox", [])
+        ),
+        alerts_raised=s.get("alertsRaised", 0),
         reason=s.get("reason"),
         retried_as=s.get("retriedAs"),
         superseded_by=s.get("supersededBy"),

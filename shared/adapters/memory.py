@@ -43,6 +43,7 @@ from shared.domain.model import (
     VersionStats,
     WebhookStage,
 )
+from shared.domain.schema import spec_fingerprint
 from shared.ports import (
     ActiveRef,
     ConcurrencyConflict,
@@ -50,6 +51,7 @@ from shared.ports import (
     IdClaim,
     Page,
     RejectedEvent,
+    ReleaseIdConflict,
     ReleaseNotFound,
     ReleaseSummary,
     ReleaseWrite,
@@ -81,7 +83,7 @@ class InMemoryReleaseStore:
         self._sites: dict[str, _Row] = {}
         self._releases: dict[str, _Row] = {}
         self._audit: dict[str, list[dict[str, Any]]] = {}
-        self._active: dict[str, str] = {}
+        self._active: dict[str, ActiveRef] = {}
         self.rejected: list[RejectedEvent] = []
         self.unavailable = False
 
@@ -133,6 +135,16 @@ class InMemoryReleaseStore:
             for w in writes:
                 if w.release.site_key != site_key:
                     raise ValueError("every release in a commit must belong to the same site")
+                if w.etag is None:
+                    fingerprint = w.fingerprint or spec_fingerprint(w.release.spec)
+                    held = self._claims.setdefault(
+                        w.release.id, IdClaim(w.release.id, site_key, fingerprint, w.release.created_at)
+                    )
+                    if held.site_key != site_key or held.fingerprint != fingerprint:
+                        raise ReleaseIdConflict(w.release.id, held.site_key)
+                    self._active[w.release.id] = ActiveRef(
+                        w.release.id, site_key, w.indexed_at or datetime.now(UTC), self._etag()
+                    )
                 current = self._releases.get(w.release.id)
                 if w.etag is None and current is not None:
                     raise DuplicateRelease(w.release.id)
@@ -151,10 +163,6 @@ class InMemoryReleaseStore:
                 )
                 self._audit.setdefault(w.release.id, []).extend(audit_to_record(a) for a in w.audit)
                 etags[w.release.id] = etag
-                if w.etag is None:
-                    self._active[w.release.id] = site_key
-                elif w.release.is_final:
-                    self._active.pop(w.release.id, None)
             if site is not None:
                 self._sites[site_key] = _Row(site_to_record(site.value), self._etag())
             return etags
@@ -162,11 +170,14 @@ class InMemoryReleaseStore:
     def list_active(self) -> list[ActiveRef]:
         with self._lock:
             self._check_available()
-            return [ActiveRef(rid, key) for rid, key in sorted(self._active.items())]
+            return [self._active[rid] for rid in sorted(self._active)]
 
-    def forget_active(self, release_id: str) -> None:
+    def forget_active(self, release_id: str, *, etag: str | None = None) -> None:
         with self._lock:
-            self._active.pop(release_id, None)
+            self._check_available()
+            current = self._active.get(release_id)
+            if current is not None and (etag is None or current.etag == etag):
+                del self._active[release_id]
 
     def list_releases(
         self,

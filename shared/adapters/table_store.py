@@ -21,13 +21,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -56,6 +57,7 @@ from shared.ports import (
     IdClaim,
     Page,
     RejectedEvent,
+    ReleaseIdConflict,
     ReleaseNotFound,
     ReleaseSummary,
     ReleaseWrite,
@@ -139,17 +141,9 @@ def _guard(entity: dict[str, Any]) -> dict[str, Any]:
     return entity
 
 
-@contextmanager
-def _storage_errors(what: str) -> Iterator[None]:
-    """Translate SDK errors to the store's; anything unexpected stays loud."""
-    try:
-        yield
-    except (ServiceRequestError, ServiceResponseError) as exc:
-        raise StoreUnavailable(f"{what}: storage unreachable: {exc}") from exc
-    except HttpResponseError as exc:
-        if exc.status_code is not None and (exc.status_code >= 500 or exc.status_code in (408, 429)):
-            raise StoreUnavailable(f"{what}: storage answered {exc.status_code}") from exc
-        raise
+def _table_missing(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", None)
+    return str(code or "") == "TableNotFound"
 
 
 class TableReleaseStore:
@@ -173,10 +167,31 @@ class TableReleaseStore:
             with self._lock:
                 client = self._clients.get(name)
                 if client is None:
-                    with _storage_errors(f"creating table {self._names[name]}"):
+                    with self._errors(f"creating table {self._names[name]}"):
                         client = self._service.create_table_if_not_exists(self._names[name])
                     self._clients[name] = client
         return client
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Translate SDK errors to the store's; anything unexpected stays loud.
+
+        A table that has disappeared (storage was reset) is "storage unavailable" for this call;
+        the next call creates it again.
+        """
+        try:
+            yield
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise StoreUnavailable(f"{what}: storage unreachable: {exc}") from exc
+        except (HttpResponseError, TableTransactionError) as exc:
+            if _table_missing(exc):
+                with self._lock:
+                    self._clients.clear()
+                raise StoreUnavailable(f"{what}: a table is missing (storage was reset?); it is created again") from exc
+            status = getattr(exc, "status_code", None)
+            if status is not None and (status >= 500 or status in (408, 429)):
+                raise StoreUnavailable(f"{what}: storage answered {status}") from exc
+            raise
 
     @property
     def _releases(self) -> TableClient:
@@ -197,7 +212,7 @@ class TableReleaseStore:
             "Fingerprint": claim.fingerprint,
             "CreatedAt": iso(claim.created_at),
         }
-        with _storage_errors("claiming a release id"):
+        with self._errors("claiming a release id"):
             try:
                 self._index.create_entity(entity)
                 return claim
@@ -208,19 +223,23 @@ class TableReleaseStore:
         return IdClaim(held["ReleaseId"], held["SiteKey"], held["Fingerprint"], created_at)
 
     def _lookup(self, release_id: str) -> dict[str, Any] | None:
-        with _storage_errors("looking up a release"):
+        with self._errors("looking up a release"):
             try:
                 return self._index.get_entity("id", table_key(release_id))
-            except ResourceNotFoundError:
+            except ResourceNotFoundError as exc:
+                if _table_missing(exc):
+                    raise
                 return None
 
     # -- reads -----------------------------------------------------------------------------------
 
     def load_site(self, site_key: str) -> Versioned[SiteState]:
-        with _storage_errors("reading a site"):
+        with self._errors("reading a site"):
             try:
                 entity = self._releases.get_entity(table_key(site_key), "site")
-            except ResourceNotFoundError:
+            except ResourceNotFoundError as exc:
+                if _table_missing(exc):
+                    raise
                 return Versioned(SiteState(site_key), None)
         return Versioned(site_from_record(site_key, json.loads(entity["State"])), entity.metadata["etag"])
 
@@ -230,12 +249,14 @@ class TableReleaseStore:
             return None
         created_at = parse_iso(claim["CreatedAt"])
         assert created_at is not None
-        with _storage_errors("reading a release"):
+        with self._errors("reading a release"):
             try:
                 entity = self._releases.get_entity(
                     table_key(claim["SiteKey"]), _release_row_key(release_id, created_at)
                 )
-            except ResourceNotFoundError:
+            except ResourceNotFoundError as exc:
+                if _table_missing(exc):
+                    raise
                 return None  # claimed, but its creation never committed
         return Versioned(self._release_from_entity(entity), entity.metadata["etag"])
 
@@ -307,7 +328,6 @@ class TableReleaseStore:
         pk = table_key(site_key)
         operations: list[tuple[Any, ...]] = []
         kinds: list[str] = []
-        inserted = [w.release for w in writes if w.etag is None]
         for w in writes:
             if w.release.site_key != site_key:
                 raise ValueError("every release in a commit must belong to the same site")
@@ -358,22 +378,28 @@ class TableReleaseStore:
         if len(operations) > MAX_BATCH_OPERATIONS:
             raise EntityTooLarge(f"a transaction of {len(operations)} rows exceeds {MAX_BATCH_OPERATIONS}")
 
-        # The timer must never miss an unfinished release: index it before its row exists.
-        for release in inserted:
-            spec = release.spec
-            self.claim_release_id(IdClaim(release.id, site_key, spec_fingerprint(spec), release.created_at))
-            with _storage_errors("indexing an active release"):
+        # The timer must never miss an unfinished release: index it before its row exists, and only
+        # under an id claimed for this site and plan.
+        for w in writes:
+            if w.etag is not None:
+                continue
+            release = w.release
+            fingerprint = w.fingerprint or spec_fingerprint(release.spec)
+            held = self.claim_release_id(IdClaim(release.id, site_key, fingerprint, release.created_at))
+            if held.site_key != site_key or held.fingerprint != fingerprint:
+                raise ReleaseIdConflict(release.id, held.site_key)
+            with self._errors("indexing an active release"):
                 self._index.upsert_entity(
                     {
                         "PartitionKey": "active",
                         "RowKey": table_key(release.id),
                         "ReleaseId": release.id,
                         "SiteKey": site_key,
-                        "IndexedAt": iso(release.created_at),
+                        "IndexedAt": iso(w.indexed_at or datetime.now(UTC)),
                     }
                 )
         try:
-            with _storage_errors("committing a release transition"):
+            with self._errors("committing a release transition"):
                 results = self._releases.submit_transaction(operations)
         except TableTransactionError as exc:
             code = str(exc.error_code or "")
@@ -384,26 +410,37 @@ class TableReleaseStore:
                 raise ConcurrencyConflict(f"{code} at operation {exc.index} ({kind})") from exc
             if code in ("EntityTooLarge", "PropertyValueTooLarge", "RequestBodyTooLarge"):
                 raise EntityTooLarge(code) from exc
-            raise
+            with self._errors("committing a release transition"):
+                raise
         etags: dict[str, str] = {}
         for op, result, w_kind in zip(operations, results, kinds, strict=True):
             if w_kind in ("insert-release", "update") and op[1].get("Kind") == "release":
                 etags[op[1]["ReleaseId"]] = result.get("etag", "")
-        for w in writes:
-            if w.release.is_final:
-                self.forget_active(w.release.id)
         return etags
 
     # -- active index ----------------------------------------------------------------------------
 
     def list_active(self) -> list[ActiveRef]:
-        with _storage_errors("listing active releases"):
+        with self._errors("listing active releases"):
             rows = list(self._index.query_entities("PartitionKey eq @pk", parameters={"pk": "active"}))
-        return [ActiveRef(r["ReleaseId"], r["SiteKey"], parse_iso(r.get("IndexedAt"))) for r in rows]
+        return [
+            ActiveRef(r["ReleaseId"], r["SiteKey"], parse_iso(r.get("IndexedAt")), r.metadata["etag"]) for r in rows
+        ]
 
-    def forget_active(self, release_id: str) -> None:
-        with _storage_errors("removing an active index row"):
-            self._index.delete_entity("active", table_key(release_id))
+    def forget_active(self, release_id: str, *, etag: str | None = None) -> None:
+        with self._errors("removing an active index row"):
+            if etag is None:
+                self._index.delete_entity("active", table_key(release_id))
+                return
+            try:
+                self._index.delete_entity(
+                    "active", table_key(release_id), etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+            except ResourceModifiedError:
+                pass  # written again since it was read: a creation is under way
+            except ResourceNotFoundError as exc:
+                if _table_missing(exc):
+                    raise
 
     # -- listing ---------------------------------------------------------------------------------
 
@@ -443,7 +480,7 @@ class TableReleaseStore:
             "CreatedAt",
             "UpdatedAt",
         ]
-        with _storage_errors("listing releases"):
+        with self._errors("listing releases"):
             while True:
                 pager = self._releases.query_entities(
                     " and ".join(clauses),
@@ -464,7 +501,7 @@ class TableReleaseStore:
         if claim is None:
             raise ReleaseNotFound(release_id)
         key = table_key(release_id)
-        with _storage_errors("reading the audit trail"):
+        with self._errors("reading the audit trail"):
             rows = list(
                 self._releases.query_entities(
                     "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
@@ -509,12 +546,12 @@ class TableReleaseStore:
         }
         for index in range(entity["BodyChunks"]):
             entity[f"Body{index}"] = body[index * BINARY_CHUNK_BYTES : (index + 1) * BINARY_CHUNK_BYTES] or b"\x00"[:0]
-        with _storage_errors("storing a rejected event"):
+        with self._errors("storing a rejected event"):
             self._table("RejectedEvents").create_entity(_guard(entity))
         return f"{day}/{row_key}"
 
     def list_rejected(self, day: str) -> list[dict[str, Any]]:
-        with _storage_errors("listing rejected events"):
+        with self._errors("listing rejected events"):
             rows = list(self._table("RejectedEvents").query_entities("PartitionKey eq @pk", parameters={"pk": day}))
         out = []
         for row in rows:

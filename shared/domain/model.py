@@ -93,6 +93,7 @@ class OverrideKind(StrEnum):
     ROLLBACK = "rollback"
     APPROVE = "approve"
     RETRY = "retry"
+    RELEASE_SITE = "release-site"
 
 
 class ProviderKind(StrEnum):
@@ -359,9 +360,22 @@ class AnalysisProgress:
 
 @dataclass(frozen=True)
 class SwapProgress:
+    """A swap claimed by a saved state. ``token`` is the platform's continuation token, recorded once
+    the swap has started; a claim without one is a swap that may or may not have started."""
+
     purpose: Literal["promote", "rollback"]
-    started_at: datetime
+    claimed_at: datetime
     token: str | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A notification recorded with the state and kept until it was delivered (at least once)."""
+
+    seq: int
+    severity: Literal["warning", "error"]
+    message: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -385,6 +399,15 @@ class Release:
     gates_passed: tuple[WebhookStage, ...] = ()
     deploy_attempts: int = 0
     transient_failures: int = 0
+    failing_since: datetime | None = None
+    # Sticky facts: set once user traffic (a step's weight) or production (a claimed promotion
+    # swap) may have reached the new version, never cleared.
+    reached_users: bool = False
+    reached_production: bool = False
+    # A failed release keeps its site until its slots are seen clean or a person releases it.
+    holds_site: bool = False
+    outbox: tuple[Alert, ...] = ()
+    alerts_raised: int = 0
     reason: str | None = None
     retried_as: str | None = None
     superseded_by: str | None = None
@@ -413,11 +436,23 @@ class Release:
     def has_reached_users(self) -> bool:
         """True once any user request may have been served by the new version."""
         return (
-            self.weight > 0
+            self.reached_users
+            or self.reached_production
+            or self.weight > 0
             or self.step >= 0
             or self.swap is not None
-            or self.phase in (Phase.PROMOTING, Phase.GUARDING)
+            or self.phase in (Phase.GUARDING, Phase.SUCCEEDED)
         )
+
+    @property
+    def frees_site(self) -> bool:
+        """Final, and no longer keeping the site from the next release."""
+        return self.phase.is_final and not self.holds_site
+
+    @property
+    def settled(self) -> bool:
+        """Nothing will ever happen to it again: final, site free, every alert delivered."""
+        return self.frees_site and not self.outbox
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,6 +475,9 @@ class SetWeight:
 
 @dataclass(frozen=True)
 class BeginSwap:
+    """Start the swap the decision claimed. Unlike every other effect it is not idempotent, so the
+    service applies it only after the decision (and so the claim) is saved."""
+
     purpose: Literal["promote", "rollback"]
 
 
@@ -450,13 +488,7 @@ class RestoreStaging:
     last_good: LastGood
 
 
-@dataclass(frozen=True)
-class RaiseAlert:
-    severity: Literal["warning", "error"]
-    message: str
-
-
-Effect = DeployToSlot | SetWeight | BeginSwap | RestoreStaging | RaiseAlert
+Effect = DeployToSlot | SetWeight | BeginSwap | RestoreStaging
 
 
 @dataclass(frozen=True)
@@ -476,6 +508,9 @@ class Decision:
     release: Release
     effects: tuple[Effect, ...] = ()
     audit: tuple[AuditEntry, ...] = ()
+    # The release stopped short of an action its stored state does not allow yet (raising traffic):
+    # save this decision, then decide again at once.
+    again: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pytest
 
 from shared.adapters.memory import InMemoryReleaseStore
 from shared.adapters.table_store import MAX_STRING_UTF16_UNITS, EntityTooLarge, TableReleaseStore, _guard, table_key
-from shared.domain.machine import new_release
+from shared.domain.lifecycle import new_release
 from shared.domain.model import AuditEntry, Phase, SiteState
 from shared.domain.schema import spec_fingerprint
 from shared.ports import (
@@ -22,11 +22,12 @@ from shared.ports import (
     DuplicateRelease,
     IdClaim,
     RejectedEvent,
+    ReleaseIdConflict,
     ReleaseNotFound,
     ReleaseWrite,
     Versioned,
 )
-from tests.builders import BLUE_GREEN_EVENT, body, event, harness, spec
+from tests.builders import BLUE_GREEN_EVENT, SUBSCRIPTION, body, event, harness, spec
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 
@@ -137,13 +138,34 @@ def test_claims_are_idempotent_and_keep_the_first_plan(store):
     assert store.claim_release_id(IdClaim("r-1", "site", "fp-2", NOW + timedelta(seconds=5))) == first
 
 
-def test_unfinished_releases_are_indexed_for_the_timer_until_final(store):
+def test_releases_stay_indexed_for_the_timer_until_they_are_forgotten(store):
     loaded = create(store)
     assert [r.release_id for r in store.list_active()] == ["web-1.4.2"]
     done = replace(loaded.value, phase=Phase.SUCCEEDED)
     store.commit(done.site_key, [ReleaseWrite(done, loaded.etag, (note("done", Phase.SUCCEEDED),))])
+    assert [r.release_id for r in store.list_active()] == ["web-1.4.2"], "the service forgets it once settled"
+    store.forget_active("web-1.4.2")
     assert store.list_active() == []
     store.forget_active("web-1.4.2")  # forgetting twice is harmless
+
+
+def test_an_index_entry_written_again_since_it_was_read_is_not_forgotten(store):
+    loaded = create(store)
+    (read,) = store.list_active()
+    again = new_release(loaded.value.spec, loaded.value.created_at, actor="ci", source="again")
+    with pytest.raises(DuplicateRelease):  # a redelivery indexes the release again, then finds it exists
+        store.commit(loaded.value.site_key, [ReleaseWrite(again.release, None, again.audit)])
+    store.forget_active("web-1.4.2", etag=read.etag)
+    assert [r.release_id for r in store.list_active()] == ["web-1.4.2"]
+
+
+def test_a_release_cannot_be_inserted_under_an_id_claimed_for_another_site_or_plan(store):
+    other = spec(event(target={"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-x", "site": "elsewhere"}))
+    store.claim_release_id(IdClaim(other.release_id, other.target.site_key, "fp-other", NOW))
+    mine = new_release(spec(), NOW, actor="ci", source="t")
+    with pytest.raises(ReleaseIdConflict):
+        store.commit(mine.release.site_key, [ReleaseWrite(mine.release, None, mine.audit)])
+    assert store.find_release(mine.release.id) is None
 
 
 def test_unknown_releases_are_reported_as_missing(store):
@@ -222,7 +244,7 @@ def test_concurrent_deliveries_make_one_release_on_azurite(table_store):
 
 
 def test_concurrent_overrides_on_azurite_never_lose_an_update(table_store):
-    from shared.domain.machine import OverrideRefused
+    from shared.domain.lifecycle import OverrideRefused
     from shared.domain.model import OverrideKind
 
     h = harness(store=table_store)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.domain import machine
-from shared.domain.machine import OverrideRefused, admit, apply_override, decide, new_release, plan_retry, site_after
+from shared.domain import lifecycle as machine
+from shared.domain.lifecycle import OverrideRefused, admit, apply_override, decide, new_release, plan_retry, site_after
 from shared.domain.model import (
     AnalysisProgress,
     BeginSwap,
@@ -22,8 +22,8 @@ from shared.domain.model import (
     Override,
     OverrideKind,
     Phase,
+    Promotion,
     ProviderKind,
-    RaiseAlert,
     Release,
     RestoreStaging,
     SetWeight,
@@ -32,6 +32,7 @@ from shared.domain.model import (
     SwapProgress,
     SwapState,
     SwapStatus,
+    ValidationProgress,
     VersionStats,
 )
 from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, event, spec
@@ -98,7 +99,8 @@ def shifting(step=0, started=NOW - timedelta(minutes=1), **state):
 
 
 def effect_types(decision):
-    return [type(e).__name__ for e in decision.effects]
+    """The decision's effects by name, then one "Alert" per alert it recorded for delivery."""
+    return [type(e).__name__ for e in decision.effects] + ["Alert"] * len(decision.release.outbox)
 
 
 def actions(decision):
@@ -149,7 +151,7 @@ CASES = [
         obs(sl=slots(staging="someone-else")),
         1,
         Phase.ROLLED_BACK,
-        ["RaiseAlert"],
+        ["Alert"],
     ),
     (
         "a slot that never becomes ready is rolled back at the progress deadline",
@@ -157,7 +159,7 @@ CASES = [
         obs(sl=slots(staging=RID, ready=False)),
         31,
         Phase.ROLLED_BACK,
-        ["RaiseAlert"],
+        ["Alert"],
     ),
     (
         "validation that has not reached its streak waits for another round",
@@ -168,12 +170,12 @@ CASES = [
         [],
     ),
     (
-        "validation reaching its streak starts the first canary step with its weight",
-        rel(phase=Phase.VALIDATING, validation=machine.ValidationProgress(1, 1, 0)),
+        "validation reaching its streak saves the first canary step before any traffic moves",
+        rel(phase=Phase.VALIDATING, validation=ValidationProgress(1, 1, 0)),
         obs(sl=slots(staging=RID), checks=passing()),
         1,
         Phase.SHIFTING,
-        ["SetWeight"],
+        [],
     ),
     (
         "a failing validation round is recorded but tolerated below the limit",
@@ -185,11 +187,11 @@ CASES = [
     ),
     (
         "validation failing at the limit rolls back before any user traffic",
-        rel(phase=Phase.VALIDATING, validation=machine.ValidationProgress(2, 0, 2)),
+        rel(phase=Phase.VALIDATING, validation=ValidationProgress(2, 0, 2)),
         obs(sl=slots(staging=RID), checks=failing()),
         1,
         Phase.ROLLED_BACK,
-        ["RaiseAlert"],
+        ["Alert"],
     ),
     (
         "validation that does not pass within its deadline rolls back",
@@ -197,7 +199,7 @@ CASES = [
         obs(sl=slots(staging=RID)),
         11,
         Phase.ROLLED_BACK,
-        ["RaiseAlert"],
+        ["Alert"],
     ),
     (
         "a step whose weight is not in place yet re-applies it",
@@ -224,20 +226,20 @@ CASES = [
         [],
     ),
     (
-        "a step with healthy evidence after its bake moves to the next weight",
+        "a step with healthy evidence after its bake saves the next step before raising the weight",
         shifting(),
         obs(sl=slots(staging=RID, weight=10), measurements=measured()),
         5,
         Phase.SHIFTING,
-        ["SetWeight"],
+        [],
     ),
     (
-        "the last step completed with auto promotion clears the route and saves before swapping",
+        "the last step completed with auto promotion clears the route and claims the swap",
         shifting(step=1),
         obs(sl=slots(staging=RID, weight=50), measurements=measured()),
         10,
         Phase.PROMOTING,
-        ["SetWeight"],
+        ["SetWeight", "BeginSwap"],
     ),
     (
         "a saved promotion starts the swap",
@@ -285,7 +287,7 @@ CASES = [
         obs(sl=slots(staging=RID, swap=SwapState(SwapStatus.FAILED, "Conflict"))),
         1,
         Phase.ROLLED_BACK,
-        ["RaiseAlert"],
+        ["Alert"],
     ),
     (
         "production already running the release after a crash is taken as a finished swap",
@@ -325,7 +327,7 @@ CASES = [
         obs(sl=slots(staging=RID)),
         0,
         Phase.ROLLED_BACK,
-        ["RaiseAlert"],
+        ["Alert"],
     ),
     (
         "a completed rollback puts the last good release back on the staging slot",
@@ -333,7 +335,7 @@ CASES = [
         obs(sl=slots(staging=RID), site_state=site(last_good=LastGood(OLD, "1.4.1", spec().artifact))),
         0,
         Phase.ROLLED_BACK,
-        ["RestoreStaging", "RaiseAlert"],
+        ["RestoreStaging", "Alert"],
     ),
     (
         "a failed swap back is a failure a person must handle",
@@ -341,7 +343,7 @@ CASES = [
         obs(sl=slots(production=RID, swap=SwapState(SwapStatus.FAILED, "boom"))),
         1,
         Phase.FAILED,
-        ["RaiseAlert"],
+        ["Alert"],
     ),
     (
         "a rollback that cannot finish by the deadline fails loudly",
@@ -349,7 +351,7 @@ CASES = [
         obs(sl=slots(staging=RID, weight=10)),
         31,
         Phase.FAILED,
-        ["RaiseAlert"],
+        ["Alert"],
     ),
 ]
 
@@ -376,11 +378,14 @@ def test_deploying_asks_for_the_release_id_version_artifact_and_settings():
     assert decision.release.deploy_attempts == 1
 
 
-def test_the_first_step_asks_for_exactly_its_weight():
-    r = rel(phase=Phase.VALIDATING, validation=machine.ValidationProgress(1, 1, 0))
-    decision = decide(r, obs(sl=slots(staging=RID), checks=passing()), NOW)
-    assert decision.effects == (SetWeight(10.0),)
-    assert decision.release.step == 0 and decision.release.weight == 10
+def test_the_first_step_is_saved_first_then_asks_for_exactly_its_weight():
+    r = rel(phase=Phase.VALIDATING, validation=ValidationProgress(1, 1, 0))
+    saved = decide(r, obs(sl=slots(staging=RID), checks=passing()), NOW)
+    assert saved.effects == () and saved.again, "no traffic moves before the step is saved"
+    assert saved.release.step == 0 and saved.release.weight == 10 and saved.release.reached_users
+    applied = decide(saved.release, obs(sl=slots(staging=RID)), NOW)
+    assert applied.effects == (SetWeight(10.0),)
+    assert not applied.again
 
 
 def test_a_rollback_decision_carries_the_measurements_that_triggered_it():
@@ -393,7 +398,7 @@ def test_a_rollback_decision_carries_the_measurements_that_triggered_it():
 
 def test_manual_promotion_waits_for_approval_after_the_last_step():
     r = shifting(step=1)
-    r = replace(r, spec=replace(r.spec, promotion=machine.Promotion.MANUAL))
+    r = replace(r, spec=replace(r.spec, promotion=Promotion.MANUAL))
     decision = decide(r, obs(sl=slots(staging=RID, weight=50), measurements=measured()), NOW + timedelta(minutes=10))
     assert decision.release.phase is Phase.AWAITING_APPROVAL
     assert decision.release.gate is Gate.BEFORE_PROMOTION
@@ -401,7 +406,7 @@ def test_manual_promotion_waits_for_approval_after_the_last_step():
 
 
 def test_approval_before_traffic_waits_after_validation_without_traffic():
-    r = rel(event(approveBeforeTraffic=True), phase=Phase.VALIDATING, validation=machine.ValidationProgress(1, 1, 0))
+    r = rel(event(approveBeforeTraffic=True), phase=Phase.VALIDATING, validation=ValidationProgress(1, 1, 0))
     decision = decide(r, obs(sl=slots(staging=RID), checks=passing()), NOW)
     assert decision.release.phase is Phase.AWAITING_APPROVAL
     assert decision.release.gate is Gate.BEFORE_TRAFFIC
@@ -417,7 +422,7 @@ def test_too_little_traffic_extends_the_bake_then_pauses_as_inconclusive():
     d2 = decide(d1.release, obs(sl=slots(staging=RID, weight=10), measurements=quiet), NOW + timedelta(minutes=16))
     assert d2.release.paused and d2.release.inconclusive
     assert d2.release.phase is Phase.SHIFTING and d2.release.step == 0, "it never passes on missing data"
-    assert any(isinstance(e, RaiseAlert) for e in d2.effects)
+    assert [a.severity for a in d2.release.outbox] == ["warning"]
 
 
 def test_an_incident_in_the_stable_version_does_not_fail_a_canary_that_is_no_worse():
@@ -444,9 +449,9 @@ def test_a_regression_while_guarding_swaps_back():
     bad = obs(sl=slots(production="api-2.0.0"), measurements=measured(canary_errors=50))
     decision = decide(r, bad, NOW)
     assert decision.release.phase is Phase.ROLLING_BACK
-    assert decision.effects == (), "the rollback is saved before the swap back starts"
-    again = decide(decision.release, obs(sl=slots(production="api-2.0.0")), NOW + timedelta(seconds=30))
-    assert effect_types(again) == ["BeginSwap"]
+    assert effect_types(decision) == ["BeginSwap"], "the swap back is claimed; the service starts it once saved"
+    assert decision.release.swap is not None and decision.release.swap.purpose == "rollback"
+    assert decision.release.swap.token is None
 
 
 def test_guarding_a_release_that_is_no_longer_in_production_rolls_back():
@@ -472,7 +477,8 @@ def test_a_terminal_platform_failure_takes_the_rollback_path():
 def test_a_terminal_failure_during_rollback_fails_with_an_alert():
     decision = machine.terminal_failure(rel(phase=Phase.ROLLING_BACK), "404 site not found", NOW)
     assert decision.release.phase is Phase.FAILED
-    assert any(isinstance(e, RaiseAlert) and e.severity == "error" for e in decision.effects)
+    assert [a.severity for a in decision.release.outbox] == ["error"]
+    assert decision.release.holds_site, "a failed release keeps its site until it is seen clean"
 
 
 def test_a_transient_failure_keeps_the_state_and_counts_the_attempt():
@@ -536,7 +542,7 @@ def test_override(release, kind, phase, paused):
     assert decision.release.paused is paused
     assert decision.audit[0].actor == "bob@contoso.com"
     assert "because" in decision.audit[0].message
-    assert not [e for e in decision.effects if not isinstance(e, RaiseAlert)], "overrides never call Azure"
+    assert decision.effects == (), "overrides never call Azure"
 
 
 REFUSALS = [
@@ -563,7 +569,7 @@ REFUSALS = [
 def test_refused_override(release, kind, why):
     with pytest.raises(OverrideRefused) as caught:
         if kind == "retry":
-            plan_retry(release, override(kind), NOW)
+            plan_retry(release, override(kind), f"{release.id}-retry1", NOW)
         else:
             apply_override(release, override(kind), NOW)
     assert why in caught.value.reason
@@ -571,7 +577,7 @@ def test_refused_override(release, kind, why):
 
 def test_retry_makes_a_linked_release_with_the_same_plan_and_leaves_the_old_one_final():
     old = rel(phase=Phase.ROLLED_BACK)
-    created, old_decision = plan_retry(old, override("retry"), NOW)
+    created, old_decision = plan_retry(old, override("retry"), f"{RID}-retry1", NOW)
     assert created.release.id == f"{RID}-retry1"
     assert created.release.spec.retry_of == RID
     assert replace(created.release.spec, release_id=RID, retry_of=None) == old.spec
@@ -580,8 +586,10 @@ def test_retry_makes_a_linked_release_with_the_same_plan_and_leaves_the_old_one_
 
 
 def test_retry_ids_count_up_instead_of_nesting():
-    assert machine.retry_release_id("web-retry1") == "web-retry2"
-    assert len(machine.retry_release_id("x" * 128)) == 128
+    assert machine.retry_release_ids("web-retry1")[:2] == ["web-retry2", "web-retry3"]
+    assert machine.retry_release_ids("web")[0] == "web-retry1"
+    assert all(len(i) == 128 for i in machine.retry_release_ids("x" * 128))
+    assert machine.retry_release_ids("web-retry1\n")[0] == "web-retry1\n-retry1", "only a real suffix counts"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -660,13 +668,13 @@ def gate_says(answer, stage):
 
 
 def test_a_webhook_gate_is_asked_after_validation_and_its_yes_lets_traffic_in():
-    r = rel(GATED, phase=Phase.VALIDATING, validation=machine.ValidationProgress(1, 1, 0))
+    r = rel(GATED, phase=Phase.VALIDATING, validation=ValidationProgress(1, 1, 0))
     asked = decide(r, obs(sl=slots(staging=RID), checks=passing()), NOW)
     assert asked.release.phase is Phase.VALIDATING and asked.release.gate_pending.value == "beforeTraffic"
     assert machine.needs(asked.release, site()).gate.value == "beforeTraffic"
     assert not machine.needs(asked.release, site()).checks, "no more smoke checks while the gate decides"
     passed = decide(asked.release, Observation(site(), slots(staging=RID), gates=gate_says(True, "beforeTraffic")), NOW)
-    assert passed.release.phase is Phase.SHIFTING and effect_types(passed) == ["SetWeight"]
+    assert passed.release.phase is Phase.SHIFTING and passed.again, "the step is saved, then its weight applied"
 
 
 def test_a_webhook_gate_that_says_no_rolls_back_with_its_answer():

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.adapters.memory import InMemorySlotPlatform
-from shared.domain import machine
-from shared.domain.machine import OverrideRefused, apply_override, decide, override_refusal
+from shared.domain import lifecycle as machine
+from shared.domain.lifecycle import OverrideRefused, apply_override, decide, override_refusal
 from shared.domain.model import (
     TRANSITIONS,
     BeginSwap,
@@ -144,11 +144,17 @@ class World:
                 )
             elif isinstance(effect, SetWeight):
                 self.platform.set_weight(self.target, effect.weight)
-            elif isinstance(effect, BeginSwap):
-                decision = machine.record_swap_started(decision, self.platform.begin_swap(self.target))
             elif isinstance(effect, RestoreStaging):
                 self.platform.restore_staging(self.target, effect.last_good)
         return decision
+
+    def begin_claimed_swap(self, decision: Decision) -> Decision:
+        """As the service does: once the claim is saved, start the swap and record its token."""
+        claim = decision.release.swap
+        if not any(isinstance(e, BeginSwap) for e in decision.effects):
+            return decision
+        started = machine.swap_started(decision.release, claim.claimed_at, self.platform.begin_swap(self.target), self.now)
+        return replace(started, audit=decision.audit + started.audit)
 
     def tick(self, tick: Tick) -> Decision:
         self.now += timedelta(minutes=tick.minutes)
@@ -157,7 +163,7 @@ class World:
             return machine.transient_failure(self.release, "503 from ARM", self.now)
         if tick.fault == "terminal" and decision.effects:
             return machine.terminal_failure(self.release, "403 from ARM", self.now)
-        return self.apply(decision)
+        return self.begin_claimed_swap(self.apply(decision))
 
     def traffic_on_new_version(self) -> float:
         site = self.platform.sites[self.target.site_key]
@@ -218,7 +224,7 @@ def run(doc, swap_duration, history) -> World:
                 assert refusal is not None and refused.reason == refusal and refused.reason.strip()
                 continue
             assert refusal is None, f"{event_.kind} was allowed in {before.phase} although refused: {refusal}"
-            assert not [e for e in decision.effects if not isinstance(e, machine.RaiseAlert)]
+            assert decision.effects == ()
         check_step(before, decision, world)
         world.release = decision.release
         world.site = machine.site_after(world.site, world.release)

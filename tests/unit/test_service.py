@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shared.adapters.memory import InMemoryReleaseStore
-from shared.domain.machine import OverrideRefused
+from shared.domain.lifecycle import OverrideRefused
 from shared.domain.model import Measurement, OverrideKind, Phase, ProviderKind, VersionStats
 from shared.ports import ConcurrencyConflict, ReleaseIdConflict, TerminalPlatformError, TransientPlatformError
 from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, body, event, harness, spec

@@ -1,0 +1,63 @@
+"""The release lifecycle: a pure state machine, one module per concern.
+
+- ``decide``     — the one entry: ``decide(release, observation, now) -> Decision``, and ``needs``
+- ``desired``    — the desired routing weight and slot content of every phase, in one table
+- ``admission``  — arrival, supersede and queue, the site's hand-over, retry (pending)
+- ``delivery``   — deploy and validation (deploying, validating)
+- ``gates``      — webhook gates and a person's approval (awaitingApproval)
+- ``shifting``   — the canary's steps (shifting); ``judging`` folds analysis into verdicts
+- ``promotion``  — the claimed swap into production and the guard window (promoting, guarding)
+- ``rollback``   — rolling back, and a failed release's watch over its site (rollingBack, failed)
+- ``failures``   — transient and terminal platform failures, the outcome of starting a swap
+- ``overrides``  — a person's instructions, recorded as intent
+- ``alerts``     — the outbox: alerts kept with the state until delivered
+"""
+
+from shared.domain.lifecycle.admission import (
+    Admission,
+    admit,
+    new_release,
+    plan_retry,
+    retry_release_ids,
+    site_after,
+    supersedable,
+)
+from shared.domain.lifecycle.alerts import alerts_sent, with_alert
+from shared.domain.lifecycle.decide import Needs, decide, needs
+from shared.domain.lifecycle.desired import DESIRED, allowed_weight, desired_weight
+from shared.domain.lifecycle.draft import IllegalTransition, OverrideRefused
+from shared.domain.lifecycle.failures import (
+    swap_not_started,
+    swap_start_unknown,
+    swap_started,
+    terminal_failure,
+    transient_failure,
+)
+from shared.domain.lifecycle.overrides import apply_override, override_refusal
+
+__all__ = [
+    "DESIRED",
+    "Admission",
+    "IllegalTransition",
+    "Needs",
+    "OverrideRefused",
+    "admit",
+    "alerts_sent",
+    "allowed_weight",
+    "apply_override",
+    "decide",
+    "desired_weight",
+    "needs",
+    "new_release",
+    "override_refusal",
+    "plan_retry",
+    "retry_release_ids",
+    "site_after",
+    "supersedable",
+    "swap_not_started",
+    "swap_start_unknown",
+    "swap_started",
+    "terminal_failure",
+    "transient_failure",
+    "with_alert",
+]

@@ -1,0 +1,111 @@
+"""Overrides: a person's instruction, recorded as intent with an ETag-guarded write. They never
+touch the platform; the next decide() reconciles the slots with them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from shared.domain.lifecycle.admission import retry_refusal
+from shared.domain.lifecycle.draft import Draft, IllegalTransition, OverrideRefused
+from shared.domain.lifecycle.promotion import start_promotion, succeed
+from shared.domain.lifecycle.shifting import complete_step, start_step
+from shared.domain.model import Decision, Gate, Override, OverrideKind, Phase, Release
+
+
+def override_refusal(release: Release, kind: OverrideKind) -> str | None:
+    """Why ``kind`` is not allowed now, or None when it is."""
+    phase = release.phase
+    if kind is OverrideKind.RETRY:
+        return retry_refusal(release)
+    if kind is OverrideKind.RELEASE_SITE:
+        if phase is not Phase.FAILED:
+            return f"only a failed release keeps its site after it ends; this one is {phase}"
+        if not release.holds_site:
+            return "the site is already free"
+        return None
+    if phase.is_final:
+        hint = " (use retry to try the same plan again)" if phase in (Phase.FAILED, Phase.ROLLED_BACK) else ""
+        return f"the release is final ({phase}){hint}"
+    if kind is OverrideKind.PAUSE:
+        if release.paused:
+            return "the release is already paused"
+        if phase is Phase.ROLLING_BACK:
+            return "a rollback cannot be paused"
+    elif kind is OverrideKind.RESUME:
+        if not release.paused:
+            return "the release is not paused"
+    elif kind is OverrideKind.PROMOTE:
+        if phase is Phase.AWAITING_APPROVAL:
+            return "the release is waiting for approval: use approve"
+        if phase not in (Phase.SHIFTING, Phase.GUARDING):
+            return f"promote completes a canary step or ends the guard window; the release is {phase}"
+    elif kind is OverrideKind.PROMOTE_FULL:
+        if phase is Phase.PROMOTING:
+            return "the release is already being promoted"
+        if phase not in (Phase.SHIFTING, Phase.AWAITING_APPROVAL, Phase.GUARDING):
+            return f"promote-full needs a deployed and validated release; this one is {phase}"
+    elif kind is OverrideKind.ROLLBACK and phase is Phase.ROLLING_BACK:
+        return "the release is already rolling back"
+    elif kind is OverrideKind.APPROVE and phase is not Phase.AWAITING_APPROVAL:
+        return f"nothing is waiting for approval; the release is {phase}"
+    return None
+
+
+def apply_override(release: Release, override: Override, now: datetime) -> Decision:
+    """Record a person's instruction; the next decide() reconciles the slots with it."""
+    kind = override.kind
+    if kind is OverrideKind.RETRY:
+        raise OverrideRefused("retry creates a new release: use plan_retry")
+    refusal = override_refusal(release, kind)
+    if refusal is not None:
+        raise OverrideRefused(refusal)
+    d = Draft(release, now)
+    actor, why = override.actor, override.reason
+    by = f" by {actor}: {why}"
+    phase = release.phase
+    if kind is OverrideKind.PAUSE:
+        d.update(paused=True, pause_reason=why)
+        d.record("override.pause", f"paused{by}", actor=actor)
+    elif kind is OverrideKind.RESUME:
+        extension = release.analysis
+        if release.inconclusive:
+            until = now + timedelta(seconds=release.spec.analysis.max_bake_extension_seconds)
+            extension = replace(extension, extension_until=until)
+        d.update(paused=False, inconclusive=False, pause_reason=None, analysis=extension)
+        d.record("override.resume", f"resumed{by}", actor=actor)
+    elif kind is OverrideKind.PROMOTE:
+        d.update(paused=False, inconclusive=False, pause_reason=None)
+        if phase is Phase.SHIFTING:
+            complete_step(d, None, actor=actor, why=f", promoted{by}")
+        else:
+            succeed(d, f"guard window ended early{by}", actor=actor)
+    elif kind is OverrideKind.PROMOTE_FULL:
+        d.update(paused=False, inconclusive=False, pause_reason=None)
+        if phase is Phase.GUARDING:
+            succeed(d, f"guard window ended early{by}", actor=actor)
+        else:
+            start_promotion(d, f"remaining steps and gates skipped{by}", actor=actor)
+    elif kind is OverrideKind.ROLLBACK:
+        if phase is Phase.PENDING:
+            d.transition(Phase.CANCELLED, "cancelled", f"cancelled before it started{by}", actor=actor, reason=why)
+        else:
+            d.rollback(f"requested{by}", actor=actor)
+    elif kind is OverrideKind.APPROVE:
+        if release.gate is Gate.BEFORE_TRAFFIC:
+            start_step(d, 0, actor=actor, why=f" (approved{by})")
+        else:
+            start_promotion(d, f"approved{by}", actor=actor)
+    elif kind is OverrideKind.RELEASE_SITE:
+        d.update(holds_site=False, next_check_at=None)
+        d.record(
+            "override.releaseSite",
+            f"site released{by}; the controller did not see the slots clean, so the next release starts on "
+            "them as they are",
+            actor=actor,
+        )
+    if not d.release.is_final:
+        d.update(next_check_at=now)
+    if d.effects:
+        raise IllegalTransition("an override asked for a platform action; only decide() may")
+    return d.finish()

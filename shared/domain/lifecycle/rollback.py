@@ -1,0 +1,83 @@
+"""Rollback: the new version out of traffic (weight 0, or the swap back), the slot restored with the
+last good release; and the watch a failed release keeps over its site until it is seen clean."""
+
+from __future__ import annotations
+
+from shared.domain.durations import format_duration
+from shared.domain.lifecycle.desired import converge_weight
+from shared.domain.lifecycle.draft import Draft, weight_is
+from shared.domain.lifecycle.promotion import claim_swap, unconfirmed_swap_settling
+from shared.domain.model import Observation, Phase, RestoreStaging, SwapStatus
+
+
+def rolling_back(d: Draft, obs: Observation) -> None:
+    r, slots = d.release, obs.slots
+    if slots is None:
+        return
+    deadline = r.spec.analysis.progress_deadline_seconds
+    in_production = slots.production_release == r.id
+    if r.swap is not None and r.swap.token is None:
+        # A swap claimed but never confirmed: what the slots show says whether it ran.
+        happened = in_production if r.swap.purpose == "promote" else not in_production
+        if not happened and unconfirmed_swap_settling(d):
+            if not converge_weight(d, slots.weight):
+                d.record("rollback.weight", f"routing 0% of traffic to {d.label}")
+            return  # it may still be running: wait until it has certainly ended
+        d.update(swap=None)
+    elif r.swap is not None:
+        state = slots.swap
+        if state is None or state.status is SwapStatus.IN_PROGRESS:
+            if d.stalled(deadline):
+                d.fail(f"the swap did not finish within {format_duration(deadline)}; check slot swap status")
+            return
+        d.update(swap=None)
+        if state.status is SwapStatus.FAILED and r.swap.purpose == "rollback":
+            d.fail(
+                f"could not swap the previous version back into production ({state.message or 'no detail'}); "
+                f"production may still run {d.label}: swap slot {r.spec.target.slot} with production by hand"
+            )
+            return
+    if in_production:
+        if d.stalled(deadline):
+            d.fail(f"production still runs {d.label} after {format_duration(deadline)} of rolling back")
+            return
+        claim_swap(d, "rollback", f"production runs {d.label}; swapping the previous version back")
+        return
+    if not weight_is(slots.weight, 0):
+        if d.stalled(deadline):
+            d.fail(f"could not take {d.label} out of traffic within {format_duration(deadline)}")
+            return
+        converge_weight(d, slots.weight)
+        d.record("rollback.weight", f"routing 0% of traffic to {d.label}")
+        return
+    if r.weight != 0:
+        d.update(weight=0.0)
+    last_good = obs.site.last_good
+    if last_good is not None and slots.staging_release == r.id and last_good.release_id != r.id:
+        d.emit(RestoreStaging(last_good))
+    d.transition(
+        Phase.ROLLED_BACK,
+        "rolledBack",
+        f"rolled back {d.label}: {r.reason or 'requested'}; production serves release "
+        f"{slots.production_release or 'unknown'}",
+    )
+    d.alert("warning", f"release {r.id} rolled back: {r.reason or 'requested'}")
+
+
+def failed(d: Draft, obs: Observation) -> None:
+    """A failed release holds its site until its slots are seen clean: no routing rule sends users to
+    the slot, production does not run it, and no swap of it can still be running."""
+    r, slots = d.release, obs.slots
+    if not r.holds_site or slots is None:
+        return
+    if not weight_is(slots.weight, 0) or slots.production_release == r.id or unconfirmed_swap_settling(d):
+        return
+    tracked = r.swap is not None and r.swap.token is not None
+    if tracked and (slots.swap is None or slots.swap.status is SwapStatus.IN_PROGRESS):
+        return
+    d.update(holds_site=False, swap=None)
+    d.record(
+        "site.released",
+        f"slots seen clean: no routing rule sends users to slot {r.spec.target.slot} and production runs release "
+        f"{slots.production_release or 'unknown'}; the site is free for the next release",
+    )

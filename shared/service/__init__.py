@@ -1,0 +1,31 @@
+"""The service layer: load -> observe -> decide -> apply effects -> save, and nothing else.
+
+Every write is conditional on the ETag it read. On a conflict the whole cycle runs again from a
+fresh read, a bounded number of times. Platform failures are classified: transient ones leave the
+state as it was (counted in the audit and retried on a later tick, deadlines still running);
+terminal ones take the release down its rollback path.
+
+- ``intake``    — events and retries become releases
+- ``reconcile`` — one release's tick, the claimed swap, the timer
+- ``overrides`` — a person's instructions, and the queries
+- ``base``      — the commit of one decision and what follows it (alerts, the index, the queue)
+"""
+
+from shared.service.base import IngestResult, ReconcileResult, TickReport, TooManyConflicts
+from shared.service.intake import Intake
+from shared.service.overrides import Overrides
+from shared.service.reconcile import ABANDONED_INDEX_AFTER, Reconciler
+
+
+class ReleaseService(Intake, Reconciler, Overrides):
+    """The controller's use cases over its ports (see ``shared.ports``)."""
+
+
+__all__ = [
+    "ABANDONED_INDEX_AFTER",
+    "IngestResult",
+    "ReconcileResult",
+    "ReleaseService",
+    "TickReport",
+    "TooManyConflicts",
+]

@@ -1,0 +1,132 @@
+"""Intake: release events become releases (once, whatever the number of deliveries), and retries
+become new releases with the same plan."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from shared.domain import lifecycle
+from shared.domain.lifecycle import OverrideRefused
+from shared.domain.model import Decision, Override, OverrideKind, Release, ReleaseSpec
+from shared.domain.schema import SchemaError, parse_release_event, spec_fingerprint
+from shared.ports import (
+    ConcurrencyConflict,
+    DuplicateRelease,
+    IdClaim,
+    RejectedEvent,
+    ReleaseIdConflict,
+    ReleaseWrite,
+    Versioned,
+)
+from shared.service.base import IngestResult, ServiceBase, TooManyConflicts, log
+
+
+class Intake(ServiceBase):
+    def ingest(
+        self,
+        body: bytes,
+        *,
+        message_id: str | None,
+        source: str,
+        actor: str = "ci",
+        keep_rejections: bool = True,
+    ) -> IngestResult:
+        """Turn a release event into a release. Invalid events are stored with the reason, never raised.
+
+        Raises ReleaseIdConflict (same id, different plan) and StoreUnavailable (retry later).
+        """
+        try:
+            spec = parse_release_event(body, default_release_id=message_id)
+        except SchemaError as exc:
+            rejection_id = None
+            if keep_rejections:
+                rejection_id = self.store.save_rejected(
+                    RejectedEvent(
+                        received_at=self.clock.now(),
+                        source=source,
+                        message_id=message_id,
+                        reason=str(exc),
+                        errors=exc.errors,
+                        body=body,
+                    )
+                )
+            log.warning("rejected release event %s from %s: %s", message_id, source, exc)
+            return IngestResult("rejected", errors=exc.errors, reason=str(exc), rejection_id=rejection_id)
+        return self.submit(spec, actor=actor, source=source)
+
+    def submit(self, spec: ReleaseSpec, *, actor: str, source: str) -> IngestResult:
+        fingerprint = spec_fingerprint(spec)
+        claim = self.store.claim_release_id(
+            IdClaim(spec.release_id, spec.target.site_key, fingerprint, self.clock.now())
+        )
+        if claim.fingerprint != fingerprint or claim.site_key != spec.target.site_key:
+            raise ReleaseIdConflict(spec.release_id, claim.site_key)
+        # The claim fixes the creation time, so every delivery of the event writes the same row.
+        created = lifecycle.new_release(spec, claim.created_at, actor=actor, source=source)
+        for _ in range(self.conflict_retries):
+            existing = self.store.find_release(spec.release_id)
+            if existing is not None:
+                return IngestResult("duplicate", existing.value)
+            if not self._place(created, fingerprint, self.clock.now()):
+                continue
+            log.info("release %s created for %s", spec.release_id, spec.target.site_key)
+            self._start_next(spec.release_id, 0)  # start at once; do not wait for the timer
+            return IngestResult("created", self.store.load_release(spec.release_id).value)
+        raise TooManyConflicts(f"could not create release {spec.release_id}: the site kept changing")
+
+    def _place(self, created: Decision, fingerprint: str, now: datetime, *, also: Sequence[ReleaseWrite] = ()) -> bool:
+        """Insert a new release on its site (superseding or queueing behind what is there) in one
+        transaction with ``also``. False when another writer got there first."""
+        new_id = created.release.id
+        site = self.store.load_site(created.release.site_key)
+        active = self.store.find_release(site.value.active) if site.value.active else None
+        queued = self.store.find_release(site.value.queued) if site.value.queued else None
+        admission = lifecycle.admit(
+            site.value, created, active.value if active else None, queued.value if queued else None, now
+        )
+        etags = {r.value.id: r.etag for r in (active, queued) if r is not None}
+        writes = [
+            ReleaseWrite(d.release, None, d.audit, fingerprint, indexed_at=now)
+            if d.release.id == new_id
+            else ReleaseWrite(d.release, etags[d.release.id], d.audit)
+            for d in admission.decisions
+        ]
+        try:
+            self.store.commit(created.release.site_key, [*writes, *also], Versioned(admission.site, site.etag))
+        except (DuplicateRelease, ConcurrencyConflict):
+            return False
+        return True
+
+    def retry(self, release_id: str, *, actor: str, reason: str) -> Release:
+        """A new release with the same plan, linked to the old one (which stays final). Its id is the
+        first free ``-retryN`` claimed for this site and plan."""
+        for _ in range(self.conflict_retries):
+            old = self.store.load_release(release_id)
+            now = self.clock.now()
+            refusal = lifecycle.override_refusal(old.value, OverrideKind.RETRY)
+            if refusal is not None:
+                raise OverrideRefused(refusal)
+            new_id, claimed_at, fingerprint = self._claim_retry_id(old.value, now)
+            override = Override(OverrideKind.RETRY, actor, reason)
+            created, old_decision = lifecycle.plan_retry(old.value, override, new_id, claimed_at)
+            if old_decision.release.site_key != created.release.site_key:
+                raise AssertionError("a retry stays on its site")
+            also = [ReleaseWrite(old_decision.release, old.etag, old_decision.audit)]
+            if not self._place(created, fingerprint, now, also=also):
+                continue
+            self._start_next(new_id, 0)
+            return self.store.load_release(new_id).value
+        raise TooManyConflicts(f"could not retry release {release_id}; try again")
+
+    def _claim_retry_id(self, old: Release, now: datetime) -> tuple[str, datetime, str]:
+        for candidate in lifecycle.retry_release_ids(old.id):
+            spec = replace(old.spec, release_id=candidate, retry_of=old.id)
+            fingerprint = spec_fingerprint(spec)
+            claim = self.store.claim_release_id(IdClaim(candidate, old.site_key, fingerprint, now))
+            ours = claim.site_key == old.site_key and claim.fingerprint == fingerprint
+            if ours and self.store.find_release(candidate) is None:
+                return candidate, claim.created_at, fingerprint
+            # Taken (by another plan or site, or already created): try the next number.
+        raise OverrideRefused(f"release {old.id} has been retried too many times; submit a new release instead")

@@ -1,0 +1,45 @@
+"""Overrides and queries: a person's instructions (recorded as intent, never an Azure call) and the
+read side of the API."""
+
+from __future__ import annotations
+
+from shared.domain import lifecycle
+from shared.domain.model import Override, OverrideKind, Phase, Release
+from shared.ports import ConcurrencyConflict, Page, ReleaseSummary, StoredAudit
+from shared.service.base import ServiceBase, TooManyConflicts, log
+
+
+class Overrides(ServiceBase):
+    def override(self, release_id: str, kind: OverrideKind, *, actor: str, reason: str) -> Release:
+        """Record a person's instruction. Raises ReleaseNotFound, OverrideRefused, TooManyConflicts."""
+        if kind is OverrideKind.RETRY:
+            return self.retry(release_id, actor=actor, reason=reason)
+        for _ in range(self.conflict_retries):
+            loaded = self.store.load_release(release_id)
+            decision = lifecycle.apply_override(loaded.value, Override(kind, actor, reason), self.clock.now())
+            try:
+                committed, handed_to = self._commit(loaded, decision)
+            except ConcurrencyConflict:
+                continue  # re-read: the override may now be refused, or apply to the newer state
+            log.info("release %s: %s by %s", release_id, kind.value, actor)
+            return self._settle(committed, handed_to).value
+        raise TooManyConflicts(f"release {release_id} kept changing; try again")
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def get(self, release_id: str) -> Release:
+        return self.store.load_release(release_id).value
+
+    def audit(self, release_id: str) -> list[StoredAudit]:
+        return self.store.list_audit(release_id)
+
+    def list(
+        self,
+        *,
+        site_key: str | None = None,
+        site: str | None = None,
+        phase: Phase | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[ReleaseSummary]:
+        return self.store.list_releases(site_key=site_key, site=site, phase=phase, limit=limit, cursor=cursor)
