@@ -153,7 +153,8 @@ class World:
         claim = decision.release.swap
         if not any(isinstance(e, BeginSwap) for e in decision.effects):
             return decision
-        started = machine.swap_started(decision.release, claim.claimed_at, self.platform.begin_swap(self.target), self.now)
+        token = self.platform.begin_swap(self.target)
+        started = machine.swap_started(decision.release, claim.claimed_at, token, self.now)
         return replace(started, audit=decision.audit + started.audit)
 
     def tick(self, tick: Tick) -> Decision:
