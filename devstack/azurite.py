@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -25,9 +26,13 @@ def free_port() -> int:
 
 @dataclass
 class Azurite:
+    """A running Azurite table service. With a ``location`` its data lives on disk and survives
+    ``restart()``; without, it is in memory and a restart loses everything (as a reset would)."""
+
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    location: Path | None = None
 
     @property
     def connection_string(self) -> str:
@@ -36,56 +41,84 @@ class Azurite:
             f"TableEndpoint=http://127.0.0.1:{self.port}/{ACCOUNT};"
         )
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
+    def stop(self, *, keep_log: bool = False) -> None:
+        """Stop it by PID, gracefully: Azurite writes its data out on SIGINT (not on SIGTERM)."""
+        for stop in (lambda: self.process.send_signal(signal.SIGINT), self.process.terminate, self.process.kill):
+            if self.process.poll() is not None:
+                break
+            stop()
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+                continue
+        if not keep_log:
+            self.log_path.unlink(missing_ok=True)
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Stop and start again on the same port (and the same data folder, if any)."""
+        self.stop(keep_log=True)
+        self.log_path.unlink(missing_ok=True)
+        self.process, self.log_path = _launch(self.port, self.location)
+        if not _wait_ready(self.process, self.port, timeout):
+            raise RuntimeError(f"Azurite did not restart: {self.log_path.read_text(errors='replace')[-2000:]}")
 
 
-def start_azurite(timeout: float = 30.0) -> Azurite:
-    """Azurite's table service on a free 127.0.0.1 port, in memory. Raises when it is not installed."""
+def _launch(port: int, location: Path | None) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = Path(tempfile.mkstemp(prefix="azurite-", suffix=".log")[1])
+    storage = ["--location", str(location)] if location is not None else ["--inMemoryPersistence"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                str(AZURITE_TABLE),
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(port),
+                *storage,
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "NODE_NO_WARNINGS": "1"},
+        )
+    return process, log_path
+
+
+def _wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def start_azurite(timeout: float = 30.0, *, location: Path | None = None) -> Azurite:
+    """Azurite's table service on a free 127.0.0.1 port: in memory, or on disk in ``location``.
+    Raises when it is not installed."""
     if not AZURITE_TABLE.exists():
         raise RuntimeError(
             f"Azurite is not installed at {AZURITE_TABLE.relative_to(DEVSTACK.parent)}: "
             "run `npm ci --prefix devstack` (make test does it for you)"
         )
+    if location is not None:
+        location.mkdir(parents=True, exist_ok=True)
     last_error = ""
     for _ in range(3):
         port = free_port()
-        log_path = Path(tempfile.mkstemp(prefix="azurite-", suffix=".log")[1])
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(
-                [
-                    str(AZURITE_TABLE),
-                    "--tableHost",
-                    "127.0.0.1",
-                    "--tablePort",
-                    str(port),
-                    "--inMemoryPersistence",
-                    "--disableTelemetry",
-                    "--skipApiVersionCheck",
-                    "--loose",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "NODE_NO_WARNINGS": "1"},
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                break
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    return Azurite(process, port, log_path)
-            except OSError:
-                time.sleep(0.05)
+        process, log_path = _launch(port, location)
+        if _wait_ready(process, port, timeout):
+            return Azurite(process, port, log_path, location)
         last_error = log_path.read_text(errors="replace")[-2000:]
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+        log_path.unlink(missing_ok=True)
     raise RuntimeError(f"Azurite did not start: {last_error}")

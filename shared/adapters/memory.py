@@ -35,6 +35,7 @@ from shared.domain.model import (
     ProviderKind,
     ProviderSpec,
     Release,
+    ReleaseSpec,
     SiteState,
     SlotObservation,
     SwapState,
@@ -84,6 +85,7 @@ class InMemoryReleaseStore:
         self._releases: dict[str, _Row] = {}
         self._audit: dict[str, list[dict[str, Any]]] = {}
         self._active: dict[str, ActiveRef] = {}
+        self._specs: dict[str, ReleaseSpec] = {}
         self.rejected: list[RejectedEvent] = []
         self.unavailable = False
 
@@ -113,8 +115,13 @@ class InMemoryReleaseStore:
             row = self._releases.get(release_id)
             if row is None:
                 return None
-            data = copy.deepcopy(row.data)
-            release = release_from_records(spec_from_record(data["spec"]), data["state"])
+            data = row.data
+            # Rows hold what Table Storage would: JSON text. A spec never changes under its id, so
+            # its parse is kept (specs are immutable values).
+            spec = self._specs.get(release_id)
+            if spec is None:
+                spec = self._specs[release_id] = spec_from_record(json.loads(data["spec"]))
+            release = release_from_records(spec, json.loads(data["state"]))
             return Versioned(replace(release, audit_seq=data["auditSeq"]), row.etag)
 
     def load_release(self, release_id: str) -> Versioned[Release]:
@@ -155,8 +162,8 @@ class InMemoryReleaseStore:
                 etag = self._etag()
                 self._releases[w.release.id] = _Row(
                     {
-                        "spec": spec_to_record(w.release.spec),
-                        "state": state_to_record(w.release),
+                        "spec": json.dumps(spec_to_record(w.release.spec)),
+                        "state": json.dumps(state_to_record(w.release)),
                         "auditSeq": w.release.audit_seq + len(w.audit),
                     },
                     etag,
@@ -263,6 +270,7 @@ class SwapOp:
     remaining_observations: int
     fail_with: str | None = None
     status: SwapStatus = SwapStatus.IN_PROGRESS
+    started_at: datetime | None = None
 
 
 @dataclass
@@ -280,8 +288,20 @@ class InMemorySlotPlatform:
     next call of an operation raise (fault injection); ``calls`` records every operation.
     """
 
-    def __init__(self, *, auto_create: bool = True, swap_duration: int = 0, warmup_observations: int = 0):
+    def __init__(
+        self,
+        *,
+        auto_create: bool = True,
+        swap_duration: int = 0,
+        warmup_observations: int = 0,
+        clock: FakeClock | None = None,
+        max_swap_seconds: float = 25 * 60,
+    ):
         self._lock = threading.RLock()
+        # With a clock, no swap outlasts ``max_swap_seconds`` (Azure reports failures after 11-23
+        # minutes), however far apart the observations are.
+        self.clock = clock
+        self.max_swap_seconds = max_swap_seconds
         self.sites: dict[str, SiteModel] = {}
         self.auto_create = auto_create
         self.swap_duration = swap_duration
@@ -337,7 +357,7 @@ class InMemorySlotPlatform:
             site, slot = self._enter("observe", target)
             for op in site.swaps.values():
                 if op.status is SwapStatus.IN_PROGRESS:
-                    if op.remaining_observations > 0:
+                    if op.remaining_observations > 0 and not self._swap_timed_out(op):
                         op.remaining_observations -= 1
                     else:
                         self._finish_swap(site, op)
@@ -387,7 +407,8 @@ class InMemorySlotPlatform:
             if any(op.status is SwapStatus.IN_PROGRESS for op in site.swaps.values()):
                 raise TransientPlatformError("another swap is in progress on this site", status=409, code="Conflict")
             token = f"swap-{next(self._tokens)}"
-            op = SwapOp(target.slot, self.swap_duration, fail_with=self.fail_next_swap_with)
+            started = self.clock.now() if self.clock is not None else None
+            op = SwapOp(target.slot, self.swap_duration, fail_with=self.fail_next_swap_with, started_at=started)
             self.fail_next_swap_with = None
             site.swaps[token] = op
             if self.swap_duration == 0:
@@ -402,6 +423,11 @@ class InMemorySlotPlatform:
             artifact=last_good.artifact,
             app_settings=last_good.app_settings,
         )
+
+    def _swap_timed_out(self, op: SwapOp) -> bool:
+        if self.clock is None or op.started_at is None:
+            return False
+        return (self.clock.now() - op.started_at).total_seconds() >= self.max_swap_seconds
 
     @staticmethod
     def _finish_swap(site: SiteModel, op: SwapOp) -> None:

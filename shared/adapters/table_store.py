@@ -142,8 +142,8 @@ def _guard(entity: dict[str, Any]) -> dict[str, Any]:
 
 
 def _table_missing(exc: Exception) -> bool:
-    code = getattr(exc, "error_code", None)
-    return str(code or "") == "TableNotFound"
+    # error_code is a str, or a str enum whose str() is its name: compare, do not format.
+    return getattr(exc, "error_code", None) == "TableNotFound"
 
 
 class TableReleaseStore:

@@ -180,6 +180,14 @@ class Reconciler(ServiceBase):
         if release.swap is None or release.swap.token is not None:
             raise AssertionError("_begin_swap needs a saved claim without a token")
         claimed_at = release.swap.claimed_at
+        # Last look before the one action that cannot be repeated: a person may have rolled the
+        # release back since the claim was saved.
+        current = self.store.find_release(release.id)
+        if current is None or current.value.swap != release.swap:
+            return committed
+        if lifecycle.swap_withdrawn(current.value, claimed_at, now) is not None:
+            updated = self._update(release.id, lambda r: lifecycle.swap_withdrawn(r, claimed_at, now))
+            return updated if updated is not None else committed
         try:
             token = self.platform.begin_swap(release.spec.target)
         except PlatformError as exc:

@@ -30,6 +30,7 @@ from shared.domain.lifecycle.failures import (
     swap_not_started,
     swap_start_unknown,
     swap_started,
+    swap_withdrawn,
     terminal_failure,
     transient_failure,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "swap_not_started",
     "swap_start_unknown",
     "swap_started",
+    "swap_withdrawn",
     "terminal_failure",
     "transient_failure",
     "with_alert",

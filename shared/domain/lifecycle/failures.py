@@ -18,6 +18,7 @@ from shared.domain.model import Decision, Phase, Release
 
 MAX_BACKOFF_SECONDS = 300
 ROLLBACK_ALERT_AFTER_ATTEMPTS = 3
+START_ALERT_AFTER_ATTEMPTS = 5
 
 
 def phase_deadline(release: Release) -> tuple[int, str] | None:
@@ -57,7 +58,11 @@ def transient_failure(release: Release, message: str, now: datetime) -> Decision
     deadline = phase_deadline(release)
     if overdue is None and deadline is not None and d.stalled(deadline[0]):
         overdue = f"{deadline[1]} within {format_duration(deadline[0])}"
-    if overdue is not None:
+    if release.phase is Phase.PENDING:
+        # Nothing on the site is this release's yet: keep trying, and say so once.
+        if attempt == START_ALERT_AFTER_ATTEMPTS:
+            d.alert("warning", f"release {release.id} cannot start: the platform keeps failing: {message}")
+    elif overdue is not None:
         if rolling_back:
             d.fail(f"{overdue} ({message}); the new version may still get traffic: check the site")
         else:
@@ -89,6 +94,21 @@ def terminal_failure(release: Release, message: str, now: datetime) -> Decision:
 
 def _claim_is(release: Release, claimed_at: datetime) -> bool:
     return release.swap is not None and release.swap.claimed_at == claimed_at and release.swap.token is None
+
+
+def swap_withdrawn(release: Release, claimed_at: datetime, now: datetime) -> Decision | None:
+    """Right before starting a claimed swap: a promotion swap is not started for a release that is
+    no longer promoting (a person rolled it back meanwhile). None when the swap should start."""
+    if not _claim_is(release, claimed_at):
+        return None
+    assert release.swap is not None
+    if release.swap.purpose != "promote" or release.phase is Phase.PROMOTING:
+        return None
+    d = Draft(release, now)
+    d.update(swap=None)
+    d.record("swap.withdrawn", f"the swap into production was not started: the release is {release.phase} now")
+    schedule(d)
+    return d.finish()
 
 
 def swap_started(release: Release, claimed_at: datetime, token: str, now: datetime) -> Decision | None:

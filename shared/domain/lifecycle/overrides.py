@@ -8,12 +8,31 @@ from datetime import datetime, timedelta
 
 from shared.domain.lifecycle.admission import retry_refusal
 from shared.domain.lifecycle.draft import Draft, IllegalTransition, OverrideRefused
-from shared.domain.lifecycle.promotion import start_promotion, succeed
+from shared.domain.lifecycle.promotion import UNCONFIRMED_SWAP_SETTLES_SECONDS, start_promotion, succeed
 from shared.domain.lifecycle.shifting import complete_step, start_step
 from shared.domain.model import Decision, Gate, Override, OverrideKind, Phase, Release
 
 
-def override_refusal(release: Release, kind: OverrideKind) -> str | None:
+def swap_still_possible(release: Release, now: datetime) -> str | None:
+    """A swap of the release may still be running: the next release would deploy into a slot being
+    swapped. A started swap counts until the controller has seen it end; one whose start was never
+    confirmed, until any swap asked for then has certainly ended."""
+    swap = release.swap
+    if swap is None:
+        return None
+    asked = f"a {swap.purpose} swap of this release, asked for at {swap.claimed_at:%H:%M:%S} UTC,"
+    if swap.token is not None:
+        return (
+            f"{asked} has not been seen to end; the next release would deploy into a slot being swapped: wait "
+            "for it (the controller frees the site itself once it sees the slots clean)"
+        )
+    until = swap.claimed_at + timedelta(seconds=UNCONFIRMED_SWAP_SETTLES_SECONDS)
+    if now >= until:
+        return None
+    return f"{asked} may still be running: wait until {until:%H:%M:%S} UTC"
+
+
+def override_refusal(release: Release, kind: OverrideKind, now: datetime | None = None) -> str | None:
     """Why ``kind`` is not allowed now, or None when it is."""
     phase = release.phase
     if kind is OverrideKind.RETRY:
@@ -23,7 +42,7 @@ def override_refusal(release: Release, kind: OverrideKind) -> str | None:
             return f"only a failed release keeps its site after it ends; this one is {phase}"
         if not release.holds_site:
             return "the site is already free"
-        return None
+        return None if now is None else swap_still_possible(release, now)
     if phase.is_final:
         hint = " (use retry to try the same plan again)" if phase in (Phase.FAILED, Phase.ROLLED_BACK) else ""
         return f"the release is final ({phase}){hint}"
@@ -57,7 +76,7 @@ def apply_override(release: Release, override: Override, now: datetime) -> Decis
     kind = override.kind
     if kind is OverrideKind.RETRY:
         raise OverrideRefused("retry creates a new release: use plan_retry")
-    refusal = override_refusal(release, kind)
+    refusal = override_refusal(release, kind, now)
     if refusal is not None:
         raise OverrideRefused(refusal)
     d = Draft(release, now)

@@ -55,6 +55,13 @@ def claim_swap(d: Draft, purpose: Literal["promote", "rollback"], message: str) 
     d.record("swap.requested" if purpose == "promote" else "rollback.swapBack", message)
 
 
+def swap_overdue(d: Draft) -> bool:
+    """A started swap still running past the progress deadline, counted from when it was claimed."""
+    swap = d.release.swap
+    limit = timedelta(seconds=d.release.spec.analysis.progress_deadline_seconds)
+    return swap is not None and d.now - swap.claimed_at >= limit
+
+
 def unconfirmed_swap_settling(d: Draft) -> bool:
     """A claimed swap whose start was never recorded, recent enough that it may still be running."""
     swap = d.release.swap
@@ -116,7 +123,7 @@ def promoting(d: Draft, obs: Observation) -> None:
         elif state is not None and state.status is SwapStatus.SUCCEEDED:
             d.update(swap=None)
             d.rollback(f"the swap reported success but production runs release {slots.production_release or 'unknown'}")
-        elif d.stalled(deadline):
+        elif swap_overdue(d):
             d.rollback(f"the swap did not complete within {format_duration(deadline)}")
         return
     if r.paused:

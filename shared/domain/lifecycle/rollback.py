@@ -6,7 +6,7 @@ from __future__ import annotations
 from shared.domain.durations import format_duration
 from shared.domain.lifecycle.desired import converge_weight
 from shared.domain.lifecycle.draft import Draft, weight_is
-from shared.domain.lifecycle.promotion import claim_swap, unconfirmed_swap_settling
+from shared.domain.lifecycle.promotion import claim_swap, swap_overdue, unconfirmed_swap_settling
 from shared.domain.model import Observation, Phase, RestoreStaging, SwapStatus
 
 
@@ -27,8 +27,11 @@ def rolling_back(d: Draft, obs: Observation) -> None:
     elif r.swap is not None:
         state = slots.swap
         if state is None or state.status is SwapStatus.IN_PROGRESS:
-            if d.stalled(deadline):
-                d.fail(f"the swap did not finish within {format_duration(deadline)}; check slot swap status")
+            if swap_overdue(d):
+                d.fail(
+                    f"the {r.swap.purpose} swap claimed at {r.swap.claimed_at:%H:%M:%S} did not finish within "
+                    f"{format_duration(deadline)}; check the slot swap status"
+                )
             return
         d.update(swap=None)
         if state.status is SwapStatus.FAILED and r.swap.purpose == "rollback":
@@ -70,10 +73,12 @@ def failed(d: Draft, obs: Observation) -> None:
     r, slots = d.release, obs.slots
     if not r.holds_site or slots is None:
         return
+    if r.swap is not None and r.swap.token is not None:
+        if slots.swap is None or slots.swap.status is SwapStatus.IN_PROGRESS:
+            return  # a swap of it is still running
+        d.update(swap=None)
+        d.record("swap.ended", f"the {r.swap.purpose} swap it started has ended ({slots.swap.status})")
     if not weight_is(slots.weight, 0) or slots.production_release == r.id or unconfirmed_swap_settling(d):
-        return
-    tracked = r.swap is not None and r.swap.token is not None
-    if tracked and (slots.swap is None or slots.swap.status is SwapStatus.IN_PROGRESS):
         return
     d.update(holds_site=False, swap=None)
     d.record(
