@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .make
 
-.PHONY: test lint deps schema bench demo clean
+.PHONY: test lint deps schema bench demo faults clean
 
 $(STAMPS)/python: requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -37,3 +37,6 @@ demo: deps
 
 clean:
 	rm -rf $(VENV) $(STAMPS) devstack/node_modules .pytest_cache .ruff_cache .hypothesis
+
+faults: deps
+	$(BIN)/python -m tests.faults.run --scenarios 10000 --store both

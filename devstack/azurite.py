@@ -54,6 +54,13 @@ class Azurite:
         if not keep_log:
             self.log_path.unlink(missing_ok=True)
 
+    def ensure_running(self) -> bool:
+        """Start it again (same port, same data) if it has stopped; True when it had to."""
+        if self.process.poll() is None:
+            return False
+        self.restart()
+        return True
+
     def restart(self, timeout: float = 30.0) -> None:
         """Stop and start again on the same port (and the same data folder, if any)."""
         self.stop(keep_log=True)

@@ -16,8 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -79,9 +82,26 @@ def follow(api: requests.Session, base: str, release_id: str, visitors: Visitors
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__)
     parser.add_argument("--serve", action="store_true", help="keep everything running after the tour (Ctrl-C stops)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep Azurite's data in this folder, across runs (default: a temporary folder, removed at the end)",
+    )
     args = parser.parse_args(argv)
 
-    azurite = start_azurite()
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="release-controller-demo-"))
+    azurite = start_azurite(location=data_dir)
+    stopping = threading.Event()
+
+    def keep_storage_up() -> None:
+        # Releases live on disk: if Azurite stops (or is restarted by hand), start it again on the
+        # same port and data, and the controller carries on where it was.
+        while not stopping.wait(1.0):
+            if azurite.ensure_running():
+                print(f"  (Azurite had stopped; restarted on port {azurite.port} with its data from {data_dir})")
+
+    threading.Thread(target=keep_storage_up, name="azurite-watchdog", daemon=True).start()
     emulator = AppServiceEmulator(
         EmulatorConfig(
             [
@@ -124,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     try:
         print(f"Functions host   {host.url}/api   (x-functions-key: {KEY})")
+        print(f"Azurite          port {azurite.port}, pid {azurite.process.pid}, data in {data_dir}")
         print(
             f"App Service ARM  {emulator.arm_url}   production https://{site.front_door_host}   staging https://{site.slots['staging'].host}"
         )
@@ -157,11 +178,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        stopping.set()
         visitors.stop()
         host.stop()
         emulator.stop()
         azurite.stop()
         bootstrap.use(None)
+        if args.data_dir is None:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -224,6 +224,10 @@ class ReleaseStore(Protocol):
 
     def list_audit(self, release_id: str) -> list[StoredAudit]: ...
 
+    def list_site_releases(self, site_key: str) -> list[Versioned[Release]]:
+        """Every release of one site, whole, newest first (one partition read)."""
+        ...
+
     def save_rejected(self, event: RejectedEvent) -> str: ...
 
 

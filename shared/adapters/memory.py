@@ -219,6 +219,13 @@ class InMemoryReleaseStore:
         )
         return Page([summarize(r) for r in page], next_cursor)
 
+    def list_site_releases(self, site_key: str) -> list[Versioned[Release]]:
+        with self._lock:
+            self._check_available()
+            found = [self.find_release(rid) for rid in list(self._releases)]
+        mine = [f for f in found if f is not None and f.value.site_key == site_key]
+        return sorted(mine, key=lambda v: (-v.value.created_at.timestamp(), v.value.id))
+
     def list_audit(self, release_id: str) -> list[StoredAudit]:
         with self._lock:
             self._check_available()

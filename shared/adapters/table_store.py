@@ -496,6 +496,15 @@ class TableReleaseStore:
                     break
         return Page(items[:limit], _encode_cursor(token) if token else None)
 
+    def list_site_releases(self, site_key: str) -> list[Versioned[Release]]:
+        with self._errors("reading a site's releases"):
+            rows = list(
+                self._releases.query_entities(
+                    "PartitionKey eq @pk and Kind eq @kind", parameters={"pk": table_key(site_key), "kind": "release"}
+                )
+            )
+        return [Versioned(self._release_from_entity(row), row.metadata["etag"]) for row in rows]
+
     def list_audit(self, release_id: str) -> list[StoredAudit]:
         claim = self._lookup(release_id)
         if claim is None:

@@ -19,3 +19,5 @@ def test_the_demo_ships_a_good_build_and_rolls_back_a_bad_one():
     assert "   -> rolledBack: " in out
     assert "Production now: 1.1.0 100%" in out
     assert "Staging slot runs: 1.1.0" in out
+    data_dir = next(line.split("data in ", 1)[1] for line in out.splitlines() if "data in " in line)
+    assert not Path(data_dir).exists(), "the demo removes the storage data it made"

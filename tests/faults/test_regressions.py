@@ -353,3 +353,22 @@ def test_9_a_storage_reset_is_unavailable_storage_and_the_tables_come_back():
         assert world.submit(WEB, 2, "canary") == "created"
     finally:
         server.stop()
+
+
+def test_9_the_local_stack_starts_storage_that_stopped_again_with_its_data(tmp_path):
+    import signal
+
+    from devstack.azurite import start_azurite
+    from shared.adapters.table_store import TableReleaseStore
+
+    server = start_azurite(location=tmp_path)
+    try:
+        world = World(TableReleaseStore.from_connection_string(server.connection_string, retry_total=0))
+        world.submit(WEB, 1, "canary")
+        server.process.send_signal(signal.SIGINT)  # someone stops it (it writes its data out)
+        server.process.wait(timeout=10)
+        assert server.ensure_running()
+        assert world.release("contoso-web-1") is not None
+        settle(world)
+    finally:
+        server.stop()

@@ -361,13 +361,9 @@ class World:
     def releases(self) -> list[Release]:
         """Every release the store holds (including ones whose creation a crash interrupted after
         the save), and ``known`` refreshed from them."""
-        ids = sorted({s.release_id for s in self.raw_store.list_releases(limit=200).items})
-        self.known = ids
-        out = []
-        for release_id in ids:
-            r = self.release(release_id)
-            if r is not None:
-                out.append(r)
+        out = [v.value for site in SITES for v in self.raw_store.list_site_releases(target(site).site_key)]
+        out.sort(key=lambda r: r.id)
+        self.known = [r.id for r in out]
         return out
 
     def traffic_on(self, release_id: str, site_key: str) -> float:

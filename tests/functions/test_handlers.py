@@ -300,3 +300,24 @@ def test_listing_filters_and_pages(indexed, app):
     assert response.status_code == 400 and {e["field"] for e in doc["errors"]} == {"phase", "limit"}
     response, doc = http(indexed, "list_releases", params={"cursor": "bm9wZQ"})
     assert response.status_code == 400 and doc["errors"][0]["field"] == "cursor"
+
+
+def test_a_failed_release_holds_its_site_until_a_person_releases_it_over_http(indexed, app):
+    from shared.ports import TerminalPlatformError
+
+    submit(indexed)
+    for _ in range(4):
+        tick(indexed, app)
+    submit(indexed, event(releaseId="web-1.4.3", version="1.4.3"))
+    assert override(indexed, RID, "rollback", "bad numbers")[0].status_code == 202
+    app.platform.fail_next("set_weight", TerminalPlatformError("409 ScopeLocked: a lock on the site", status=409))
+    tick(indexed, app)
+    _, doc = http(indexed, "get_release", path=f"/api/releases/{RID}", route={"releaseId": RID})
+    assert doc["phase"] == "failed" and doc["holdsSite"] is True and doc["alertsPending"] == 0
+    tick(indexed, app)
+    assert app.service.get("web-1.4.3").phase is Phase.PENDING, "nothing deploys onto slots nobody cleaned"
+    response, doc = override(indexed, RID, "release-site", "removed the routing rule by hand")
+    assert response.status_code == 202 and doc["holdsSite"] is False
+    assert app.service.get("web-1.4.3").phase is not Phase.PENDING, "the queued release starts"
+    response, doc = override(indexed, RID, "release-site", "again")
+    assert response.status_code == 409 and doc["detail"] == "the site is already free"

@@ -285,3 +285,13 @@ def test_an_index_entry_whose_release_was_never_created_is_forgotten_once_it_is_
     h.clock.advance(16 * 60)
     h.service.reconcile_due(budget_seconds=10, concurrency=1)
     assert table_store.list_active() == []
+
+
+def test_a_sites_releases_are_read_whole_in_one_go(store):
+    create(store, "web-1", at=NOW)
+    create(store, "web-2", at=NOW + timedelta(minutes=1), site=SiteState(spec().target.site_key, active="web-2"))
+    other = spec(BLUE_GREEN_EVENT)
+    store.commit(other.target.site_key, [ReleaseWrite(new_release(other, NOW, actor="ci", source="t").release, None)])
+    found = store.list_site_releases(spec().target.site_key)
+    assert [v.value.id for v in found] == ["web-2", "web-1"]
+    assert all(v.etag for v in found) and found[0].value == store.load_release("web-2").value
