@@ -25,7 +25,7 @@ from typing import Any
 
 import requests
 
-from devstack.appservice import AppServiceEmulator, EmulatorConfig, SiteConfig
+from devstack.appservice import AppServiceEmulator, EmulatorConfig, SiteConfig, Timings
 from devstack.azurite import start_azurite
 from devstack.credentials import EmulatorCredential
 from devstack.funchost import LocalFunctionHost
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> None:
                     linux_fx_version="DOCKER|contoso.azurecr.io/web:1.0.0",
                 )
             ],
-            swap_seconds=1.0,
-            startup_seconds=0.5,
+            # Minutes-long swaps and restarts (the emulator's default) would make a slow demo.
+            timings=Timings(swap_seconds=1.0, startup_seconds=0.5, metrics_delay_seconds=0, warmup_timeout_seconds=10),
         )
     ).start()
     settings = {

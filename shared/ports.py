@@ -23,6 +23,7 @@ from shared.domain.model import (
     SiteState,
     SlotObservation,
     Target,
+    Warmup,
     WebhookStage,
 )
 
@@ -77,10 +78,13 @@ class PlatformError(Exception):
 
     transient: bool = True
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, retry_after: float | None = None
+    ):
         self.message = message
         self.status = status
         self.code = code
+        self.retry_after = retry_after  # seconds the platform asked to wait (Retry-After)
         super().__init__(message)
 
 
@@ -245,8 +249,19 @@ class SlotPlatform(Protocol):
         ...
 
     def deploy(
-        self, target: Target, *, release_id: str, version: str, artifact: Artifact, app_settings: dict[str, str]
-    ) -> None: ...
+        self,
+        target: Target,
+        *,
+        release_id: str,
+        version: str,
+        artifact: Artifact,
+        app_settings: dict[str, str],
+        warmup: Warmup | None = None,
+    ) -> None:
+        """Put the release on the slot: its artifact, exactly its app settings (keys an earlier
+        release set and this one does not are removed; keys no release set are kept), stamped
+        with its id, version and the keys it owns."""
+        ...
 
     def set_weight(self, target: Target, weight: float) -> None: ...
 

@@ -34,6 +34,7 @@ class Settings:
     arm_retry_total: int
     probe_ca_bundle: str | None
     webhook_secrets: Mapping[str, str]
+    azure_monitor_delay_seconds: float = 180.0
     trust_client_principal: bool = False
 
     @classmethod
@@ -87,6 +88,8 @@ class Settings:
             arm_retry_total=int(number("ARM_RETRY_TOTAL", 3, 0, 10)),
             probe_ca_bundle=get("PROBE_CA_BUNDLE"),
             webhook_secrets=secrets,
+            # How long Azure Monitor takes to have a minute of platform metrics complete.
+            azure_monitor_delay_seconds=number("AZURE_MONITOR_DELAY_SECONDS", 180, 0, 1800),
             # Set by App Service when its authentication is on; only then are X-MS-CLIENT-PRINCIPAL
             # headers the platform's (it strips any a client sends).
             trust_client_principal=(get("WEBSITE_AUTH_ENABLED", "") or "").lower() == "true",

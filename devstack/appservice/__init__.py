@@ -2,5 +2,6 @@
 HTTP app per slot and a front door that splits production traffic by the ramp-up rule."""
 
 from devstack.appservice.server import AppServiceEmulator, EmulatorConfig, SiteConfig
+from devstack.appservice.state import Timings
 
-__all__ = ["AppServiceEmulator", "EmulatorConfig", "SiteConfig"]
+__all__ = ["AppServiceEmulator", "EmulatorConfig", "SiteConfig", "Timings"]

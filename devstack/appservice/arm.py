@@ -4,6 +4,7 @@ or a 400 with an ARM error body: never a silent 200."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
@@ -46,9 +47,56 @@ ROUTING_RULE_KEYS = {
 }
 
 
+# The audiences ARM accepts in a bearer token (a token for any other resource is refused).
+ARM_AUDIENCES = frozenset(
+    {
+        "https://management.azure.com",
+        "https://management.azure.com/",
+        "https://management.core.windows.net",
+        "https://management.core.windows.net/",
+    }
+)
+
+
 class ArmError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    """An error answer. ``shape`` "arm" is ``{"error": {"code", "message"}}``; "appservice" is App
+    Service's own ``{"Code", "Message", "Details": [...]}``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        shape: str = "arm",
+        headers: dict[str, str] | None = None,
+    ):
         self.status, self.code, self.message = status, code, message
+        self.shape = shape
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        if self.shape == "appservice":
+            return {
+                "Code": self.code,
+                "Message": self.message,
+                "Target": None,
+                "Details": [{"Message": self.message}, {"Code": self.code}, {"ErrorEntity": {"Code": self.code}}],
+                "Innererror": None,
+            }
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def _claims(token: str) -> dict[str, Any] | None:
+    """The payload of a JWT (not verified: the emulator checks what ARM checks, not signatures)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 def _iso(ts: float) -> str:
@@ -80,11 +128,15 @@ def site_body(site: Site, slot: Slot) -> dict[str, Any]:
         "availabilityState": "Normal",
         "hostNameSslStates": [{"name": host, "sslState": "Disabled", "hostType": "Standard"}],
         "serverFarmId": f"{group_id(site)}/providers/Microsoft.Web/serverfarms/{site.name}-plan",
-        "reserved": True,
+        "reserved": "linux" in site.kind,
         "isXenon": False,
         "hyperV": False,
         "lastModifiedTimeUtc": _iso(time.time()),
-        "siteConfig": {"numberOfWorkers": 1, "linuxFxVersion": slot.config.get("linuxFxVersion", "")},
+        "siteConfig": {
+            "numberOfWorkers": 1,
+            "linuxFxVersion": slot.config.get("linuxFxVersion", ""),
+            "windowsFxVersion": slot.config.get("windowsFxVersion"),
+        },
         "clientAffinityEnabled": True,
         "httpsOnly": True,
         "defaultHostName": host,
@@ -96,7 +148,7 @@ def site_body(site: Site, slot: Slot) -> dict[str, Any]:
         "id": slot_id(site, slot),
         "name": name,
         "type": "Microsoft.Web/sites" if slot is site.production else "Microsoft.Web/sites/slots",
-        "kind": "app,linux",
+        "kind": site.kind,
         "location": site.location,
         "properties": properties,
     }
@@ -117,7 +169,7 @@ def config_body(site: Site, slot: Slot) -> dict[str, Any]:
         "id": f"{slot_id(site, slot)}/config/web",
         "name": "web",
         "type": "Microsoft.Web/sites/config",
-        "kind": "app,linux",
+        "kind": site.kind,
         "properties": properties,
     }
 
@@ -127,8 +179,21 @@ def settings_body(site: Site, slot: Slot) -> dict[str, Any]:
         "id": f"{slot_id(site, slot)}/config/appsettings",
         "name": "appsettings",
         "type": "Microsoft.Web/sites/config",
-        "kind": "app,linux",
+        "kind": site.kind,
         "properties": dict(slot.settings),
+    }
+
+
+def slot_config_names_body(site: Site) -> dict[str, Any]:
+    return {
+        "id": f"{site_id(site)}/config/slotConfigNames",
+        "name": "slotConfigNames",
+        "type": "Microsoft.Web/sites/config",
+        "properties": {
+            "appSettingNames": sorted(site.sticky_settings),
+            "connectionStringNames": sorted(site.sticky_connection_strings),
+            "azureStorageConfigNames": [],
+        },
     }
 
 
@@ -153,10 +218,39 @@ def _validate_rules(rules: Any) -> list[dict[str, Any]]:
 class ArmApi:
     """Routes one ARM request to the emulated cloud. ``base_url`` is the emulator's own address."""
 
-    def __init__(self, cloud: Cloud, base_url: str, *, required_token: str | None = None):
+    def __init__(self, cloud: Cloud, base_url: str, *, async_operation_header: bool = False):
         self.cloud = cloud
         self.base_url = base_url
-        self.required_token = required_token
+        # Azure's swap answers 202 with Location only; the Azure-AsyncOperation shape is kept for tests.
+        self.async_operation_header = async_operation_header
+
+    @staticmethod
+    def _authenticate(headers: dict[str, str]) -> None:
+        """As ARM does: a bearer JWT for ARM's audience that has not expired (by the real clock)."""
+        auth = headers.get("authorization", "")
+        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+            raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+        claims = _claims(auth[7:].strip())
+        if claims is None:
+            raise ArmError(
+                401, "InvalidAuthenticationToken", "The access token is invalid: it is not a JSON Web Token."
+            )
+        audience = claims.get("aud")
+        if audience not in ARM_AUDIENCES:
+            raise ArmError(
+                401,
+                "InvalidAuthenticationTokenAudience",
+                f"The access token has been obtained for wrong audience or resource '{audience}'. It should exactly "
+                f"match with one of the allowed audiences {', '.join(repr(a) for a in sorted(ARM_AUDIENCES))}.",
+            )
+        expires = claims.get("exp")
+        if not isinstance(expires, (int, float)) or expires <= time.time():
+            raise ArmError(
+                401,
+                "ExpiredAuthenticationToken",
+                f"The access token expiry UTC time '{_iso(float(expires or 0))}' is earlier than current UTC time "
+                f"'{_iso(time.time())}'.",
+            )
 
     def handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
@@ -164,18 +258,15 @@ class ArmApi:
         split = urlsplit(raw_path)
         path = unquote(split.path).rstrip("/")
         query = {k.lower(): v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        auth = headers.get("authorization", "")
-        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-            raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
-        if self.required_token and auth[7:].strip() != self.required_token:
-            raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        self._authenticate(headers)
         self.cloud.arm_requests.append((method, path))
         fault = self.cloud.take_fault(method, path)
         if fault is not None:
             if fault.delay_seconds:
                 time.sleep(fault.delay_seconds)
             if fault.status:
-                raise ArmError(fault.status, fault.code, fault.message)
+                extra = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+                raise ArmError(fault.status, fault.code, fault.message, shape=fault.shape, headers=extra)
         self.cloud.advance()
 
         operation = OPERATION.match(path)
@@ -193,6 +284,13 @@ class ArmApi:
             owner, slot = self._slot(site, match, metrics.group("slot") or "production")
             return 200, {}, self._metrics_response(owner, slot, query)
         self._api_version(query, WEB_API_VERSION)
+        if site is not None and site.locked and method != "GET" and not rest.lower().endswith("/list"):
+            raise ArmError(
+                409,
+                "ScopeLocked",
+                f"The scope '{site_id(site)}' cannot perform write operation because following scope(s) are locked: "
+                f"'{group_id(site)}'. Please remove the lock and try again.",
+            )
         return self._web(method, site, match, rest, query, body)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -260,6 +358,8 @@ class ArmApi:
         owner, slot = self._slot(site, match, slot_name)
         routes: dict[tuple[str, str], Callable[[], tuple[int, dict[str, str], Any]]] = {
             ("GET", ""): lambda: (200, {}, site_body(owner, slot)),
+            ("GET", "/config/slotconfignames"): lambda: (200, {}, slot_config_names_body(owner)),
+            ("PUT", "/config/slotconfignames"): lambda: self._put_slot_config_names(owner, body),
             ("GET", "/config/web"): lambda: (200, {}, config_body(owner, slot)),
             ("PATCH", "/config/web"): lambda: self._update_config(owner, slot, body, replace=False),
             ("PUT", "/config/web"): lambda: self._update_config(owner, slot, body, replace=True),
@@ -288,14 +388,28 @@ class ArmApi:
                 raise ArmError(400, "BadRequest", "experiments must be an object")
             _validate_rules(experiments.get("rampUpRules") or [])
         with self.cloud.lock:
+            stack = (slot.config.get("linuxFxVersion"), slot.config.get("windowsFxVersion"))
             if replace:
                 slot.config = {}
             for key, value in properties.items():
                 if value is not None:
                     slot.config[key] = json.loads(json.dumps(value))
-            if "linuxFxVersion" in properties:
-                self.cloud.restart(slot)
+            if (slot.config.get("linuxFxVersion"), slot.config.get("windowsFxVersion")) != stack:
+                self.cloud.restart(slot)  # a new image or stack restarts the app
         return 200, {}, config_body(site, slot)
+
+    def _put_slot_config_names(self, site: Site, body: bytes) -> tuple[int, dict[str, str], Any]:
+        properties = self._json(body).get("properties")
+        if not isinstance(properties, dict):
+            raise ArmError(400, "BadRequest", "The request body must have 'properties'.")
+        names = properties.get("appSettingNames") or []
+        strings = properties.get("connectionStringNames") or []
+        if not all(isinstance(n, str) for n in [*names, *strings]):
+            raise ArmError(400, "BadRequest", "appSettingNames and connectionStringNames must be arrays of strings")
+        with self.cloud.lock:
+            site.sticky_settings = set(names)
+            site.sticky_connection_strings = set(strings)
+        return 200, {}, slot_config_names_body(site)
 
     def _put_settings(self, site: Site, slot: Slot, body: bytes) -> tuple[int, dict[str, str], Any]:
         doc = self._json(body)
@@ -324,12 +438,16 @@ class ArmApi:
         op = self.cloud.begin_swap(site, slot.name)
         if isinstance(op, str):
             raise ArmError(409, "Conflict", op)
+        # WebApps_SwapSlot (2025-05-01) declares 202 with Location and Retry-After only.
         headers = {
-            "Azure-AsyncOperation": f"{self.base_url}/subscriptions/{site.subscription_id}/providers/Microsoft.Web/"
-            f"locations/{site.location.replace(' ', '')}/operations/{op.id}?api-version={WEB_API_VERSION}",
             "Location": f"{self.base_url}{slot_id(site, slot)}/operationresults/{op.id}?api-version={WEB_API_VERSION}",
-            "Retry-After": "1",
+            "Retry-After": "15",
         }
+        if self.async_operation_header:
+            headers["Azure-AsyncOperation"] = (
+                f"{self.base_url}/subscriptions/{site.subscription_id}/providers/Microsoft.Web/"
+                f"locations/{site.location.replace(' ', '')}/operations/{op.id}?api-version={WEB_API_VERSION}"
+            )
         return 202, headers, None
 
     def _operation(self, op_id: str) -> SwapOperation:
@@ -340,6 +458,8 @@ class ArmApi:
 
     def _operation_status(self, op_id: str) -> tuple[int, dict[str, str], Any]:
         op = self._operation(op_id)
+        if not self.async_operation_header:
+            return 204, {}, None  # what Azure answers on this route: nothing to read
         doc: dict[str, Any] = {
             "id": op.id,
             "name": op.id,
@@ -349,16 +469,18 @@ class ArmApi:
         if op.ended is not None:
             doc["endTime"] = _iso(time.time() - (time.monotonic() - op.ended))
         if op.status == "Failed" and op.fail_with:
-            doc["error"] = {"code": op.fail_with[0], "message": op.fail_with[1]}
+            doc["error"] = {"code": op.fail_with[1], "message": op.fail_with[2]}
         return 200, {}, doc
 
     def _operation_result(self, op_id: str) -> tuple[int, dict[str, str], Any]:
+        """The Location URL: 202 while the swap runs, 200 when it is done, an HTTP error with App
+        Service's own error body when it failed."""
         op = self._operation(op_id)
         if op.status == "InProgress":
-            return 202, {"Retry-After": "1"}, None
+            return 202, {"Retry-After": "15"}, None
         if op.status == "Failed":
-            code, message = op.fail_with or ("SwapFailed", "the swap failed")
-            raise ArmError(409, code, message)
+            status, code, message = op.fail_with or (409, "SwapFailed", "the swap failed")
+            raise ArmError(status, code, message, shape="appservice")
         return 200, {}, None
 
     # -- Microsoft.Insights metrics ----------------------------------------------------------
@@ -373,7 +495,7 @@ class ArmApi:
                     f"Failed to find metric configuration for provider: Microsoft.Web, resource Type: sites, "
                     f"metric: {name}, Valid metrics: {', '.join(METRICS)}",
                 )
-        start, end = _timespan(query.get("timespan"))
+        start, end = _timespan(query.get("timespan"), self.cloud.now())
         interval = query.get("interval") or "PT1M"
         grain = None if interval.upper() == "FULL" else _grain_seconds(interval)
         aggregations = [a.strip().lower() for a in (query.get("aggregation") or "average").split(",") if a.strip()]
@@ -382,13 +504,18 @@ class ArmApi:
                 raise ArmError(400, "BadRequest", f"Invalid aggregation: {aggregation}")
         windows = [(start, end)] if grain is None else _windows(start, end, grain)
         resource = slot_id(site, slot)
+        # What Azure Monitor has ingested: nothing newer than the ingestion delay.
+        ingested = self.cloud.now() - self.cloud.timings.metrics_delay_seconds
         value = []
         for name in names:
             unit, label, description = METRICS[name]
             data = []
             for window_start, window_end in windows:
-                requests, errors, latency = slot.metrics.totals(window_start, window_end)
                 point: dict[str, Any] = {"timeStamp": _iso(window_start)}
+                if window_start >= ingested:
+                    data.append(point)  # not ingested yet: a point with no values
+                    continue
+                requests, errors, latency = slot.metrics.totals(window_start, min(window_end, ingested))
                 if name == "Requests":
                     amount, count = float(requests), requests
                 elif name == "Http5xx":
@@ -431,10 +558,9 @@ def _parse_time(text: str) -> float:
         raise ArmError(400, "BadRequest", f"Invalid time in timespan: {text}") from None
 
 
-def _timespan(text: str | None) -> tuple[float, float]:
+def _timespan(text: str | None, now: float) -> tuple[float, float]:
     if not text:
-        end = time.time()
-        return end - 3600, end
+        return now - 3600, now
     parts = text.split("/")
     if len(parts) != 2:
         raise ArmError(400, "BadRequest", "timespan must be 'start/end' in ISO 8601")
@@ -481,7 +607,7 @@ def start_arm(api: ArmApi, context: ssl.SSLContext) -> ThreadingHTTPServer:
             try:
                 status, extra, doc = api.handle(self.command, self.path, headers, body)
             except ArmError as error:
-                status, extra, doc = error.status, {}, {"error": {"code": error.code, "message": error.message}}
+                status, extra, doc = error.status, error.headers, error.body()
             payload = b"" if doc is None else json.dumps(doc).encode()
             self.send_response(status)
             if doc is not None:

@@ -1,4 +1,9 @@
-"""The emulated cloud: sites, slots, their settings and config, swaps, request metrics, faults."""
+"""The emulated cloud: sites, slots, their settings and config, swaps, request metrics, faults.
+
+Everything that takes time in Azure takes time here, on one clock: real time by default, or a
+clock the tests share with the controller, so a three-minute swap or metric delay costs nothing
+real. The defaults are Azure's documented behaviour (see ``Timings``), not a kinder one.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,37 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Settings that stay with their slot on a swap unless listed otherwise (App Service's default
-# sticky settings); everything else moves with the content.
+# Settings that stay with their slot on a swap whatever the site says (App Service's own).
 ALWAYS_STICKY = frozenset({"WEBSITE_SITE_NAME", "WEBSITE_SLOT_NAME"})
+WARMUP_PATH = "WEBSITE_SWAP_WARMUP_PING_PATH"
+WARMUP_STATUSES = "WEBSITE_SWAP_WARMUP_PING_STATUSES"
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How long things take. The defaults follow Azure: swaps take from 30 s to minutes, an app
+    restarted by a settings change takes tens of seconds to answer, platform metrics arrive in
+    one-minute buckets with the newest minutes missing."""
+
+    swap_seconds: float = 90.0
+    startup_seconds: float = 30.0
+    metrics_delay_seconds: float = 180.0
+    # A warm-up request waits this long for the slot to answer (Azure: 90 s, retried up to 5 times).
+    warmup_timeout_seconds: float = 450.0
+
+    @classmethod
+    def fast(cls) -> Timings:
+        """For tests on the real clock that are not about timing: everything nearly instant."""
+        return cls(swap_seconds=0.3, startup_seconds=0.05, metrics_delay_seconds=0.0, warmup_timeout_seconds=5.0)
 
 
 @dataclass
 class MetricsRecorder:
-    """Requests served by one slot worker, per second: count, 5xx, summed latency."""
+    """Requests served by one slot's app, per second of the cloud's clock: count, 5xx, latency."""
 
     buckets: dict[int, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0.0]))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -64,9 +89,13 @@ class SwapOperation:
     slot: str
     started: float
     finishes: float
-    fail_with: tuple[str, str] | None = None
+    fail_with: tuple[int, str, str] | None = None  # status, code, message
     status: str = "InProgress"
     ended: float | None = None
+
+
+# The content of a slot that moves with a swap (besides the non-sticky settings).
+SWAPPED_CONFIG = ("linuxFxVersion", "windowsFxVersion")
 
 
 @dataclass
@@ -77,9 +106,13 @@ class Site:
     location: str
     production: Slot
     slots: dict[str, Slot]
+    kind: str = "app,linux,container"
     front_door_host: str = ""
     sticky_settings: set[str] = field(default_factory=set)
+    sticky_connection_strings: set[str] = field(default_factory=set)
     last_swap: dict[str, Any] | None = None
+    # A management lock: every write answers 409 ScopeLocked.
+    locked: bool = False
     # Visitor requests on the production host name, by the release (RELEASE_ID) that served them.
     visits_by_release: Counter[str] = field(default_factory=Counter)
 
@@ -92,10 +125,16 @@ class Site:
     def key(self) -> tuple[str, str, str]:
         return (self.subscription_id.lower(), self.resource_group.lower(), self.name.lower())
 
+    def has_rule_for(self, slot: Slot) -> bool:
+        rules = self.production.config.get("experiments", {}).get("rampUpRules") or []
+        return any((rule.get("actionHostName") or "").lower() == slot.host.lower() for rule in rules)
+
 
 @dataclass
 class Fault:
-    """Answer matching ARM requests with ``status`` (and/or a delay) ``times`` times."""
+    """Answer matching ARM requests with ``status`` (and/or a delay) ``times`` times. ``shape`` is
+    the error body: ARM's ``{"error": {"code", "message"}}`` or App Service's own
+    ``{"Code", "Message", "Details"}``; ``retry_after`` adds a Retry-After header."""
 
     method: str | None
     path_contains: str
@@ -104,6 +143,8 @@ class Fault:
     message: str = "injected by the emulator"
     delay_seconds: float = 0.0
     times: int = 1
+    shape: str = "arm"
+    retry_after: int | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method is None or self.method == method) and self.path_contains.lower() in path.lower()
@@ -112,17 +153,23 @@ class Fault:
 class Cloud:
     """Everything the emulator knows, behind one lock."""
 
-    def __init__(self, *, swap_seconds: float, startup_seconds: float, seed: int | None):
+    def __init__(self, *, timings: Timings, seed: int | None, clock: Callable[[], float] | None = None):
         self.lock = threading.RLock()
         self.sites: dict[tuple[str, str, str], Site] = {}
         self.operations: dict[str, SwapOperation] = {}
         self.faults: list[Fault] = []
-        self.swap_seconds = swap_seconds
-        self.startup_seconds = startup_seconds
+        self.timings = timings
+        self.clock = clock or time.time
         self.rng = random.Random(seed)
-        self.fail_next_swap: tuple[str, str] | None = None
+        self.fail_next_swap: tuple[int, str, str] | None = None
         self.swaps_started = 0
         self.arm_requests: list[tuple[str, str]] = []
+        self.warmups: list[tuple[str, str, int | None]] = []  # (site, path, status or None)
+        # Set by the data plane: how a slot's app answers one request (used by the swap warm-up).
+        self.serve: Callable[[Site, Slot, str], int | None] | None = None
+
+    def now(self) -> float:
+        return self.clock()
 
     # -- lookups -----------------------------------------------------------------------------
 
@@ -146,9 +193,14 @@ class Cloud:
     # -- slot lifecycle ----------------------------------------------------------------------
 
     def restart(self, slot: Slot) -> None:
+        """The app restarts (a settings write, a stack change, a restart call): while it starts,
+        the front end answers 503 for it."""
         with self.lock:
             slot.restarts += 1
-            slot.ready_at = time.monotonic() + self.startup_seconds
+            slot.ready_at = self.now() + self.timings.startup_seconds
+
+    def ready(self, slot: Slot) -> bool:
+        return self.now() >= slot.ready_at
 
     def begin_swap(self, site: Site, slot_name: str) -> SwapOperation | str:
         """Start a swap of ``slot_name`` with production; a message when one is already running."""
@@ -160,13 +212,13 @@ class Cloud:
                     f"Cannot modify this site because another operation is in progress. "
                     f"Details: Id: {running[0].id}, OperationName: SwapSiteSlots"
                 )
-            now = time.monotonic()
+            now = self.now()
             op = SwapOperation(
                 id=str(uuid.uuid4()),
                 site_key=site.key,
                 slot=slot_name,
                 started=now,
-                finishes=now + self.swap_seconds,
+                finishes=now + self.timings.swap_seconds,
                 fail_with=self.fail_next_swap,
             )
             self.fail_next_swap = None
@@ -176,23 +228,57 @@ class Cloud:
             return op
 
     def advance(self) -> None:
-        """Finish every swap whose time has come (lazily, on any request)."""
+        """Finish every swap whose time has come (lazily, on any request): warm the source slot up,
+        then exchange the content, or fail."""
         with self.lock:
-            now = time.monotonic()
+            now = self.now()
             for op in self.operations.values():
-                if op.status == "InProgress" and now >= op.finishes:
-                    site = self.sites[op.site_key]
-                    if op.fail_with:
-                        op.status = "Failed"
-                    else:
-                        self._swap_content(site, op.slot)
-                        op.status = "Succeeded"
-                        site.last_swap = {
-                            "timestampUtc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                            "sourceSlotName": op.slot,
-                            "destinationSlotName": "production",
-                        }
-                    op.ended = now
+                if op.status != "InProgress" or now < op.finishes:
+                    continue
+                site = self.sites[op.site_key]
+                source = site.slot(op.slot)
+                assert source is not None
+                deadline = op.started + self.timings.warmup_timeout_seconds
+                if op.fail_with is None and not self.ready(source) and source.ready_at <= deadline:
+                    op.finishes = source.ready_at  # the warm-up waits for the app to start
+                    continue
+                failure = op.fail_with or self._warm_up(site, source)
+                if failure:
+                    op.fail_with = failure
+                    op.status = "Failed"
+                else:
+                    self._swap_content(site, op.slot)
+                    op.status = "Succeeded"
+                    site.last_swap = {
+                        "timestampUtc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                        "sourceSlotName": op.slot,
+                        "destinationSlotName": "production",
+                    }
+                op.ended = now
+
+    def _warm_up(self, site: Site, slot: Slot) -> tuple[int, str, str] | None:
+        """App Service requests the source slot's warm-up path before it switches. It fails the
+        swap when the slot never answers, or answers a status not in the listed ones (all statuses
+        count as warm unless WEBSITE_SWAP_WARMUP_PING_STATUSES says otherwise)."""
+        path = slot.settings.get(WARMUP_PATH) or "/"
+        allowed = {s.strip() for s in (slot.settings.get(WARMUP_STATUSES) or "").split(",") if s.strip()}
+        status = self.serve(site, slot, path) if self.serve is not None else None
+        self.warmups.append((site.name, path, status))
+        if status is None:
+            return (
+                417,
+                "ExpectationFailed",
+                f"Cannot swap site slot '{slot.name}' because the site warm-up request to '{path}' did not complete "
+                f"within {self.timings.warmup_timeout_seconds:g} seconds.",
+            )
+        if allowed and str(status) not in allowed:
+            return (
+                417,
+                "ExpectationFailed",
+                f"Cannot swap site slot '{slot.name}' because the warm-up request to '{path}' returned HTTP "
+                f"{status}, which is not one of {WARMUP_STATUSES} ({', '.join(sorted(allowed))}).",
+            )
+        return None
 
     def _swap_content(self, site: Site, slot_name: str) -> None:
         slot = site.slot(slot_name)
@@ -209,21 +295,29 @@ class Cloud:
         prod_stays, prod_moves = split(production.settings)
         slot.settings = {**slot_stays, **prod_moves}
         production.settings = {**prod_stays, **slot_moves}
-        slot_fx, prod_fx = slot.config.get("linuxFxVersion", ""), production.config.get("linuxFxVersion", "")
-        slot.config["linuxFxVersion"], production.config["linuxFxVersion"] = prod_fx, slot_fx
-        # Routing rules are not swapped. App Service warms the slot up before it switches, so
-        # neither side goes through a cold start.
+        for key in SWAPPED_CONFIG:
+            slot_value, prod_value = slot.config.get(key), production.config.get(key)
+            for target, value in ((slot, prod_value), (production, slot_value)):
+                if value is None:
+                    target.config.pop(key, None)
+                else:
+                    target.config[key] = value
+        # Routing rules are not swapped. Both sides were warm: neither goes through a cold start.
 
     # -- routing -----------------------------------------------------------------------------
 
     def route(self, site: Site, cookie: str | None) -> tuple[Slot, str | None]:
-        """Pick the slot a production request goes to; returns it and the routing cookie to set."""
+        """Pick the slot a production request goes to; returns it and the routing cookie to set.
+
+        A visitor pinned to a slot by the ``x-ms-routing-name`` cookie reaches it only while a
+        routing rule for that slot exists (a 0 % rule is enough); otherwise production serves it.
+        """
         with self.lock:
             if cookie:
                 if cookie == "self":
                     return site.production, None
                 pinned = site.slot(cookie)
-                if pinned is not None:
+                if pinned is not None and pinned is not site.production and site.has_rule_for(pinned):
                     return pinned, None
             rules = site.production.config.get("experiments", {}).get("rampUpRules") or []
             draw = self.rng.random() * 100

@@ -24,11 +24,13 @@ ROUTING_COOKIE = "x-ms-routing-name"
 
 
 def serve_slot(cloud: Cloud, site: Site, slot: Slot, path: str) -> tuple[int, str, bytes]:
-    """What the slot's app answers, and a record of it in the slot's metrics."""
+    """What the slot's app answers, and a record of it in the slot's metrics. While the app starts
+    the front end answers 503 itself: the app never sees the request, so its metrics do not count
+    it (as Azure's Http5xx does not)."""
     started = time.monotonic()
     settings = dict(slot.settings)
-    if started < slot.ready_at:
-        status, body, content_type = 503, b"the app is starting", "text/plain"
+    if not cloud.ready(slot):
+        return 503, "text/html", b"<h1>Service Unavailable</h1><p>the app is starting</p>"
     else:
         delay = float(settings.get("EMULATOR_LATENCY_MS") or 0) / 1000
         if delay > 0:
@@ -60,8 +62,15 @@ def serve_slot(cloud: Cloud, site: Site, slot: Slot, path: str) -> tuple[int, st
                 }
             ).encode()
             content_type = "application/json"
-    slot.metrics.record(time.time(), status, (time.monotonic() - started) * 1000)
+    slot.metrics.record(cloud.now(), status, (time.monotonic() - started) * 1000)
     return status, content_type, body
+
+
+def warm_up(cloud: Cloud, site: Site, slot: Slot, path: str) -> int | None:
+    """The swap's warm-up request to the slot's app: its status, or None when it does not answer."""
+    if not cloud.ready(slot):
+        return None
+    return serve_slot(cloud, site, slot, path)[0]
 
 
 class _TlsServer(ThreadingHTTPServer):

@@ -24,6 +24,7 @@ from shared.adapters.codec import (
     spec_to_record,
     state_to_record,
 )
+from shared.adapters.slot_settings import release_settings
 from shared.domain.model import (
     Artifact,
     Check,
@@ -42,6 +43,7 @@ from shared.domain.model import (
     SwapStatus,
     Target,
     VersionStats,
+    Warmup,
     WebhookStage,
 )
 from shared.domain.schema import spec_fingerprint
@@ -393,11 +395,25 @@ class InMemorySlotPlatform:
             )
 
     def deploy(
-        self, target: Target, *, release_id: str, version: str, artifact: Artifact, app_settings: dict[str, str]
+        self,
+        target: Target,
+        *,
+        release_id: str,
+        version: str,
+        artifact: Artifact,
+        app_settings: dict[str, str],
+        warmup: Warmup | None = None,
     ) -> None:
         with self._lock:
             _, slot = self._enter("deploy", target)
-            slot.settings = {**slot.settings, **app_settings, "RELEASE_ID": release_id, "RELEASE_VERSION": version}
+            slot.settings = release_settings(
+                slot.settings,
+                release_id=release_id,
+                version=version,
+                artifact=artifact,
+                app_settings=app_settings,
+                warmup=warmup,
+            )
             slot.artifact = artifact
             if self.warmup_observations:
                 slot.ready = False

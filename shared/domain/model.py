@@ -228,6 +228,8 @@ class SwapStatus(StrEnum):
     IN_PROGRESS = "inProgress"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # The status URL could not be read this time (429, 5xx, no answer): what the slots show decides.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -461,11 +463,21 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Warmup:
+    """What App Service requests on the slot before a swap switches it in, and the statuses that
+    count as warm (WEBSITE_SWAP_WARMUP_PING_PATH / _STATUSES)."""
+
+    path: str
+    statuses: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class DeployToSlot:
     release_id: str
     version: str
     artifact: Artifact
     app_settings: dict[str, str]
+    warmup: Warmup | None = None
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ class Reconciler(ServiceBase):
             decision = self._apply(decision, now)
         except TransientPlatformError as exc:
             log.warning("release %s: transient platform failure: %s", release.id, exc.message)
-            return lifecycle.transient_failure(release, exc.message, now), "transient"
+            failed = lifecycle.transient_failure(release, exc.message, now, retry_after=exc.retry_after)
+            return failed, "transient"
         except TerminalPlatformError as exc:
             log.error("release %s: terminal platform failure: %s", release.id, exc.message)
             # Take the rollback path from where the decision had got to, keeping what it recorded;
@@ -144,6 +145,7 @@ class Reconciler(ServiceBase):
                     version=effect.version,
                     artifact=effect.artifact,
                     app_settings=effect.app_settings,
+                    warmup=effect.warmup,
                 )
             elif isinstance(effect, SetWeight):
                 self.platform.set_weight(target, effect.weight)

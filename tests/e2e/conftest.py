@@ -1,5 +1,9 @@
 """End-to-end fixtures: the App Service emulator over TLS, driven through the real azure-mgmt-web
-adapter, with releases stored in Table Storage on Azurite."""
+adapter, with releases stored in Table Storage on Azurite.
+
+The emulator runs with Azure's own timings (swaps of 90 s, 30 s restarts, metrics three minutes
+late) on a clock it shares with the controller: a test moves that clock forward instead of
+sleeping, so minutes of Azure time cost a fraction of a second."""
 
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ SITE = "contoso-web"
 RG = "rg-web"
 
 
-def emulator_config(**kw) -> EmulatorConfig:
+def emulator_config(clock: FakeClock | None = None, *, sites: list[SiteConfig] | None = None, **kw) -> EmulatorConfig:
+    """Azure's timings (the emulator's defaults) on ``clock``; the site contoso-web unless ``sites``."""
     site = SiteConfig(
         SUBSCRIPTION,
         RG,
@@ -34,25 +39,32 @@ def emulator_config(**kw) -> EmulatorConfig:
         production_settings={"RELEASE_ID": "web-1.0.0", "RELEASE_VERSION": "1.0.0"},
         linux_fx_version="DOCKER|contoso.azurecr.io/web:1.0.0",
     )
-    options = {"swap_seconds": 0.3, "startup_seconds": 0.05, "seed": 20261126}
+    options: dict = {"seed": 20261126}
+    if clock is not None:
+        options["clock"] = lambda: clock.now().timestamp()
     options.update(kw)
-    return EmulatorConfig([site], **options)
+    return EmulatorConfig(sites or [site], **options)
 
 
 @pytest.fixture
-def emulator():
-    with AppServiceEmulator(emulator_config()) as running:
+def clock() -> FakeClock:
+    """The one clock of a test: the controller's, and the emulated cloud's."""
+    return FakeClock()
+
+
+@pytest.fixture
+def emulator(clock):
+    with AppServiceEmulator(emulator_config(clock)) as running:
         yield running
 
 
-def make_platform(emulator: AppServiceEmulator, **kw) -> AppServiceSlotPlatform:
+def make_platform(emulator: AppServiceEmulator, credential=None, **kw) -> AppServiceSlotPlatform:
     """Exactly the adapter the Function App builds, pointed at the emulator (endpoint, credential, CA)."""
-    options = {"retry_total": 0, "read_timeout": 5.0}
+    options = {"retry_total": 0, "read_timeout": 5.0, "arm_scope": "https://management.azure.com/.default"}
     options.update(kw)
     return AppServiceSlotPlatform(
-        EmulatorCredential(),
+        credential or EmulatorCredential(),
         arm_endpoint=emulator.arm_url,
-        arm_scope="https://management.azure.com/.default",
         ca_bundle=emulator.ca_file,
         prober=HttpProber(emulator.ca_file),
         **options,
@@ -117,9 +129,8 @@ class E2E:
 
 
 @pytest.fixture
-def e2e(emulator, table_store):
+def e2e(emulator, table_store, clock):
     platform = make_platform(emulator)
-    clock = FakeClock()
     notifier = RecordingNotifier()
     analyzer = ProviderAnalyzer({ProviderKind.HTTP: HttpProvider(HttpProber(emulator.ca_file))})
     service = ReleaseService(
@@ -148,3 +159,9 @@ def canary_event(release_id="web-1.1.0", version="1.1.0", steps=(10, 25, 50), se
     )
     doc.update(changes)
     return doc
+
+
+def canary_target():
+    from shared.domain.model import Target
+
+    return Target(SUBSCRIPTION, RG, SITE, "staging")

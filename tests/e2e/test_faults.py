@@ -8,7 +8,7 @@ import pytest
 
 from devstack.appservice import AppServiceEmulator
 from shared.domain.model import Phase
-from tests.e2e.conftest import RG, SITE, canary_event, emulator_config, make_platform
+from tests.e2e.conftest import RG, SITE, canary_event, canary_target, emulator_config, make_platform
 
 
 def audit_actions(e2e, release_id):
@@ -77,16 +77,21 @@ def test_a_missing_slot_is_terminal_and_names_it(e2e):
     assert any(severity == "error" and "could not start" in m for _, severity, m in e2e.notifier.sent)
 
 
-def test_a_rejected_token_is_terminal(table_store):
+def test_the_adapter_asks_for_an_arm_token_and_a_token_for_another_audience_is_terminal(table_store):
+    from devstack.credentials import EmulatorCredential
     from shared.adapters.memory import FakeClock, RecordingNotifier, ScriptedAnalyzer
     from shared.adapters.probes import HttpValidator
     from shared.service import ReleaseService
     from tests.builders import body
 
-    with AppServiceEmulator(emulator_config(required_token="the-right-token")) as emulator:
+    with AppServiceEmulator(emulator_config()) as emulator:
+        right = EmulatorCredential()
+        make_platform(emulator, right).observe(canary_target())
+        assert set(right.scopes_asked) == {("https://management.azure.com/.default",)}
+        wrong = EmulatorCredential()
         service = ReleaseService(
             table_store,
-            make_platform(emulator),
+            make_platform(emulator, wrong, arm_scope="https://graph.microsoft.com/.default"),
             HttpValidator(ca_bundle=emulator.ca_file),
             ScriptedAnalyzer(),
             RecordingNotifier(),
@@ -95,7 +100,17 @@ def test_a_rejected_token_is_terminal(table_store):
         service.ingest(body(canary_event()), message_id=None, source="e2e")
         release = service.get("web-1.1.0")
         assert release.phase is Phase.CANCELLED
-        assert "rejected the controller's token (401 InvalidAuthenticationToken)" in release.reason
+        assert "rejected the controller's token (401 InvalidAuthenticationTokenAudience" in release.reason
+        assert "ARM_SCOPE" in release.reason
+
+
+def test_an_expired_token_is_refused_and_the_next_call_gets_a_new_one(emulator):
+    from devstack.credentials import EmulatorCredential
+    from shared.ports import TransientPlatformError
+
+    platform = make_platform(emulator, EmulatorCredential(lifetime_seconds=-60))
+    with pytest.raises(TransientPlatformError, match="expired"):
+        platform.observe(canary_target())
 
 
 def test_a_failed_swap_rolls_back_with_the_platform_message(e2e):
@@ -104,20 +119,25 @@ def test_a_failed_swap_rolls_back_with_the_platform_message(e2e):
     e2e.until(release_id, lambda r: r.is_final, seconds=300)
     release = e2e.service.get(release_id)
     assert release.phase is Phase.ROLLED_BACK
-    assert "swap into production failed: SwapFailed: Cannot swap: the staging slot failed to warm up" in release.reason
+    assert "swap into production failed: 409 SwapFailed: Cannot swap: the staging slot failed to warm up" in (
+        release.reason
+    )
     assert e2e.versions(200) == {"1.0.0": 200}
     assert e2e.emulator.site(SITE).production.config["experiments"]["rampUpRules"] == []
 
 
 def test_the_adapter_sends_only_what_azure_expects(e2e):
-    """The wire, as the emulator received it: PATCH for rules, PUT for settings, soft restart, slot swap."""
+    """The wire, as the emulator received it: PATCH for rules and the image, one PUT for settings (which
+    restarts the app), the slot settings names read before, a slot swap followed on its Location."""
     release_id = e2e.submit(canary_event(steps=(50,)))
     e2e.until(release_id, lambda r: r.is_final, seconds=300)
     calls = {(m, p.split(f"/sites/{SITE}", 1)[-1]) for m, p in e2e.emulator.cloud.arm_requests}
     assert ("PATCH", "/config/web") in calls
     assert ("PATCH", "/slots/staging/config/web") in calls
     assert ("PUT", "/slots/staging/config/appsettings") in calls
-    assert ("POST", "/slots/staging/restart") in calls
+    assert ("GET", "/config/slotConfigNames") in calls
     assert ("POST", "/slots/staging/slotsswap") in calls
+    assert any(m == "GET" and "/slots/staging/operationresults/" in p for m, p in calls)
+    assert not any(p.endswith("/restart") for _, p in calls), "a settings write restarts the app already"
     assert not any(m == "PUT" and p == "/config/web" for m, p in calls), "never a full PUT of the site config"
     assert all(f"/resourceGroups/{RG}/" in p or "/locations/" in p for _, p in e2e.emulator.cloud.arm_requests)

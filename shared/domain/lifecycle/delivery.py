@@ -18,11 +18,22 @@ from shared.domain.model import (
     Observation,
     Phase,
     Promotion,
+    Release,
     ValidationProgress,
+    Warmup,
     WebhookStage,
 )
 
 MAX_DEPLOY_ATTEMPTS = 3
+
+
+def warmup_of(release: Release) -> Warmup | None:
+    """The swap's warm-up asks the release's first smoke check, so a slot that fails it is never
+    switched into production (the platform keeps a warm-up path the site sets itself)."""
+    checks = release.spec.validation.checks
+    return Warmup(checks[0].path, (checks[0].expect_status,)) if checks else None
+
+
 NO_TRAFFIC_YET = "no user may reach a release before it is validated and approved; removing the rule"
 
 
@@ -53,7 +64,7 @@ def deploying(d: Draft, obs: Observation) -> None:
         )
         return
     d.update(deploy_attempts=r.deploy_attempts + 1)
-    d.emit(DeployToSlot(r.id, r.spec.version, r.spec.artifact, dict(r.spec.app_settings)))
+    d.emit(DeployToSlot(r.id, r.spec.version, r.spec.artifact, dict(r.spec.app_settings), warmup_of(r)))
     d.record(
         "deploy.requested",
         f"deploying {d.label} ({r.spec.artifact.kind} {r.spec.artifact.ref}) to slot {slot} "

@@ -34,8 +34,9 @@ def phase_deadline(release: Release) -> tuple[int, str] | None:
     }.get(release.phase)
 
 
-def transient_failure(release: Release, message: str, now: datetime) -> Decision:
-    """The platform failed in a way that may pass: keep the state, count, retry later."""
+def transient_failure(release: Release, message: str, now: datetime, *, retry_after: float | None = None) -> Decision:
+    """The platform failed in a way that may pass: keep the state, count, retry later (no sooner
+    than the platform asked, with ``retry_after``)."""
     d = Draft(release, now)
     if release.is_final:  # a failed release watching its site: try again at the next look
         d.update(next_check_at=now + timedelta(seconds=FAILED_WATCH_SECONDS))
@@ -44,6 +45,8 @@ def transient_failure(release: Release, message: str, now: datetime) -> Decision
     since = release.failing_since or now
     rolling_back = release.phase is Phase.ROLLING_BACK
     delay = 0 if rolling_back else min(15 * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+    if retry_after:
+        delay = max(delay, int(min(retry_after, MAX_BACKOFF_SECONDS)))
     d.update(transient_failures=attempt, failing_since=since)
     d.record(
         "transient.failure",

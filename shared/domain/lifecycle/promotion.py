@@ -124,6 +124,8 @@ def promoting(d: Draft, obs: Observation) -> None:
             d.update(swap=None)
             d.rollback(f"the swap reported success but production runs release {slots.production_release or 'unknown'}")
         elif swap_overdue(d):
+            # Still running, or its status could not be read (then the slots decide: production
+            # running the release was taken as done above).
             d.rollback(f"the swap did not complete within {format_duration(deadline)}")
         return
     if r.paused:

@@ -26,7 +26,9 @@ def rolling_back(d: Draft, obs: Observation) -> None:
         d.update(swap=None)
     elif r.swap is not None:
         state = slots.swap
-        if state is None or state.status is SwapStatus.IN_PROGRESS:
+        happened = in_production if r.swap.purpose == "promote" else not in_production
+        running = state is None or state.status in (SwapStatus.IN_PROGRESS, SwapStatus.UNKNOWN)
+        if running and not happened:  # the slots are the truth: a swap they show done is done
             if swap_overdue(d):
                 d.fail(
                     f"the {r.swap.purpose} swap claimed at {r.swap.claimed_at:%H:%M:%S} did not finish within "
@@ -34,7 +36,7 @@ def rolling_back(d: Draft, obs: Observation) -> None:
                 )
             return
         d.update(swap=None)
-        if state.status is SwapStatus.FAILED and r.swap.purpose == "rollback":
+        if not happened and state is not None and state.status is SwapStatus.FAILED and r.swap.purpose == "rollback":
             d.fail(
                 f"could not swap the previous version back into production ({state.message or 'no detail'}); "
                 f"production may still run {d.label}: swap slot {r.spec.target.slot} with production by hand"
@@ -74,8 +76,8 @@ def failed(d: Draft, obs: Observation) -> None:
     if not r.holds_site or slots is None:
         return
     if r.swap is not None and r.swap.token is not None:
-        if slots.swap is None or slots.swap.status is SwapStatus.IN_PROGRESS:
-            return  # a swap of it is still running
+        if slots.swap is None or slots.swap.status in (SwapStatus.IN_PROGRESS, SwapStatus.UNKNOWN):
+            return  # a swap of it is still running (or its status could not be read)
         d.update(swap=None)
         d.record("swap.ended", f"the {r.swap.purpose} swap it started has ended ({slots.swap.status})")
     if not weight_is(slots.weight, 0) or slots.production_release == r.id or unconfirmed_swap_settling(d):
