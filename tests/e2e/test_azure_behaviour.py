@@ -361,3 +361,13 @@ def test_what_cannot_be_released_safely_is_refused_before_anything_changes(modes
     release = modes.service.get(release_id)
     assert release.phase is Phase.ROLLED_BACK and says in release.reason
     assert modes.emulator.site(site).slots["staging"].settings.get("RELEASE_ID") is None
+
+
+def test_a_swap_answered_with_azure_async_operation_is_followed_on_that_url(clock, table_store):
+    with AppServiceEmulator(emulator_config(clock, async_operation_header=True)) as emulator:
+        e2e = _e2e(emulator, table_store, clock)
+        release_id = e2e.submit(blue_green())
+        e2e.until(release_id, lambda r: r.is_final, seconds=30)
+        assert e2e.phase(release_id) is Phase.SUCCEEDED
+        polled = [p for m, p in emulator.cloud.arm_requests if m == "GET" and "/operations/" in p]
+        assert polled, "the status came from the Azure-AsyncOperation URL"
