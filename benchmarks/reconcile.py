@@ -11,7 +11,7 @@ import time
 
 from devstack.azurite import start_azurite
 from shared.adapters.table_store import TableReleaseStore
-from tests.builders import body, event, harness
+from tests.builders import body, event, harness, ingest
 
 RELEASES = 40
 
@@ -23,7 +23,7 @@ def main() -> None:
         h = harness(store=store)
         for i in range(RELEASES):
             doc = event(releaseId=f"bench-{i}", target={**event()["target"], "site": f"site-{i}"})
-            h.service.ingest(body(doc), message_id=None, source="bench")
+            ingest(h.service, body(doc), message_id=None, source="bench")
         reads = 400
         start = time.perf_counter()
         for i in range(reads):

@@ -22,7 +22,7 @@ from shared.bootstrap import SystemClock
 from shared.domain.model import Phase
 from shared.service import ReleaseService
 from shared.settings import Settings
-from tests.builders import body
+from tests.builders import authority_for_tests, body, ingest
 from tests.e2e.conftest import SITE, canary_event, emulator_config, make_platform
 
 RUNS = 5
@@ -54,6 +54,7 @@ def main() -> None:
                 ProviderAnalyzer.from_settings(settings, platform),
                 RecordingNotifier(),
                 SystemClock(),
+                authority=authority_for_tests(),
             )
             site = emulator.site(SITE)
             baking: list[float] = []
@@ -62,7 +63,7 @@ def main() -> None:
             url = f"https://{site.front_door_host}/"
             with Visitors(url, emulator.ca_file, rate_per_second=150, workers=4):
                 for n in range(RUNS):
-                    release_id = service.ingest(body(bad_release(n)), message_id=None, source="bench").release.id
+                    release_id = ingest(service, body(bad_release(n)), message_id=None, source="bench").release.id
                     failed_at = None
                     for tick in range(400):
                         started = time.perf_counter()

@@ -26,10 +26,12 @@ from typing import Any
 import requests
 
 from devstack.appservice import AppServiceEmulator, EmulatorConfig, SiteConfig, Timings
+from devstack.authority import KEY_ID, new_signing_key, principal_header, write_policy
 from devstack.azurite import start_azurite
 from devstack.credentials import EmulatorCredential
 from devstack.funchost import LocalFunctionHost
 from devstack.traffic import Visitors, share
+from shared.authority.proofs import sign
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 KEY = "local-demo-function-key"
@@ -117,7 +119,14 @@ def main(argv: list[str] | None = None) -> None:
             timings=Timings(swap_seconds=1.0, startup_seconds=0.5, metrics_delay_seconds=0, warmup_timeout_seconds=10),
         )
     ).start()
+    # What a platform team ships: a release policy; what CI holds: a signing key (made for this run).
+    signing_key = new_signing_key()
+    policy = write_policy(data_dir, subscription=SUBSCRIPTION, resource_group="rg-demo", sites="contoso-web")
     settings = {
+        "RELEASE_POLICY_PATH": str(policy),
+        f"RELEASE_SIGNING_KEY_{KEY_ID}": signing_key,
+        # Requests come through App Service authentication: the header below is what it would set.
+        "WEBSITE_AUTH_ENABLED": "True",
         "RELEASE_STORE_CONNECTION": azurite.connection_string,
         "RELEASE_EVENTS_TOPIC": "release-events",
         "RELEASE_EVENTS_SUBSCRIPTION": "controller",
@@ -140,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     visitors = Visitors(f"https://{site.front_door_host}/", emulator.ca_file, rate_per_second=80).start()
     api = requests.Session()
     api.headers["x-functions-key"] = KEY
+    api.headers["x-ms-client-principal"] = principal_header("Dana", ("reader", "operator", "approver"))
     api.trust_env = False
     started = time.monotonic()
     try:
@@ -149,15 +159,29 @@ def main(argv: list[str] | None = None) -> None:
             f"App Service ARM  {emulator.arm_url}   production https://{site.front_door_host}   staging https://{site.slots['staging'].host}"
         )
         print("\n1) version 1.1.0 arrives on Service Bus: deploy, validate, 20% -> 50%, swap")
+        good = json.dumps(release_event("web-1.1.0", "1.1.0", "0")).encode()
         status, _, _ = host.deliver(
-            json.dumps(release_event("web-1.1.0", "1.1.0", "0")).encode(), message_id="web-1.1.0"
+            good,
+            message_id="web-1.1.0",
+            application_properties={"releaseSignature": sign(good, signing_key), "releaseKeyId": KEY_ID},
         )
         assert status == 202
         first = follow(api, host.url, "web-1.1.0", visitors, started)
         print(f"   -> {first['phase']}")
 
         print("\n2) version 1.2.0 arrives over HTTP: a bad build (30% of its requests fail)")
-        response = api.post(f"{host.url}/api/releases", json=release_event("web-1.2.0", "1.2.0", "0.3"))
+        bad = json.dumps(release_event("web-1.2.0", "1.2.0", "0.3")).encode()
+        response = api.post(
+            f"{host.url}/api/releases",
+            data=bad,
+            headers={
+                "content-type": "application/json",
+                # the pipeline's own identity (role submitter), and the event signed with CI's key
+                "x-ms-client-principal": principal_header("Contoso CI", ("submitter",)),
+                "x-release-signature-256": sign(bad, signing_key),
+                "x-release-key-id": KEY_ID,
+            },
+        )
         print(f"   POST /api/releases -> {response.status_code} {response.headers.get('Location')}")
         second = follow(api, host.url, "web-1.2.0", visitors, started)
         print(f"   -> {second['phase']}: {second['reason']}")
@@ -173,7 +197,11 @@ def main(argv: list[str] | None = None) -> None:
         staging = requests.get(staging_url, verify=emulator.ca_file, timeout=5).json()
         print(f"Staging slot runs: {staging['version']}")
         if args.serve:
-            print(f"\nServing until Ctrl-C. Try:\n  curl -H 'x-functions-key: {KEY}' {host.url}/api/releases")
+            who = api.headers["x-ms-client-principal"]
+            print(
+                "\nServing until Ctrl-C. Try (as Dana, signed in through App Service authentication):\n"
+                f"  curl -H 'x-functions-key: {KEY}' -H 'x-ms-client-principal: {who}' {host.url}/api/releases"
+            )
             threading.Event().wait()
     except KeyboardInterrupt:
         pass

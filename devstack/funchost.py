@@ -191,13 +191,15 @@ class LocalFunctionHost:
             return response.status_code, out, response.get_body() or b""
         return 404, {}, b""
 
-    def deliver(self, body: bytes, *, message_id: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    def deliver(
+        self, body: bytes, *, message_id: str | None = None, application_properties: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         """Hand a message to the Service Bus function as the host would (completes unless it raises)."""
         message = ServiceBusMessage(
             body=body,
             message_id=message_id or uuid.uuid4().hex,
             delivery_count=1,
-            application_properties={},
+            application_properties=dict(application_properties or {}),
             user_properties={},
         )
         for name, handler in self.service_bus.items():

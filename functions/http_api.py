@@ -1,7 +1,9 @@
-"""HTTP API under /api: submit, list, read, audit, overrides, health.
+"""HTTP API under /api: submit, list, read, audit, policy, overrides, health.
 
-Every route that changes state needs a function key (and, when App Service authentication is on,
-records the signed-in principal as the actor). Errors are application/problem+json.
+Every route but health needs a function key, and every route names the role it needs; the caller is
+App Service authentication's signed-in principal (or, in key-only mode for local development, the
+function key, which can never approve). Errors are application/problem+json. Nothing a client sends
+— body, query or header — is logged.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import azure.functions as func
 from shared import bootstrap
 from shared.api import (
     Problem,
-    actor_from_headers,
     audit_view,
     bad_request,
     check_release_id,
@@ -24,10 +25,13 @@ from shared.api import (
     parse_list_query,
     parse_reason,
     release_view,
+    require_json,
     summary_view,
 )
+from shared.authority.principals import BadPrincipal, Forbidden, NotAuthenticated, caller, require
+from shared.authority.proofs import EventProof
 from shared.domain.lifecycle import OverrideRefused
-from shared.domain.model import OverrideKind
+from shared.domain.model import Actor, OverrideKind
 from shared.domain.schema import MAX_EVENT_BYTES
 from shared.ports import ReleaseIdConflict, ReleaseNotFound, StoreUnavailable
 from shared.service import TooManyConflicts
@@ -37,6 +41,8 @@ log = logging.getLogger("release_controller.http")
 
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
+MAX_HEADER = 16 * 1024
+REFUSAL_STATUS = {"invalid": 400, "unproven": 401, "forbidden": 403}
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -45,22 +51,55 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> func
     )
 
 
+def _path(req: func.HttpRequest) -> str | None:
+    return "/" + req.url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0] if req.url else None
+
+
 def _problem(problem: Problem, req: func.HttpRequest, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    path = "/" + req.url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0] if req.url else None
     return func.HttpResponse(
-        json.dumps(problem.body(path), ensure_ascii=False),
+        json.dumps(problem.body(_path(req)), ensure_ascii=False),
         status_code=problem.status,
         mimetype=PROBLEM_JSON,
         headers=headers or {},
     )
 
 
-def _actor(req: func.HttpRequest) -> str:
-    return actor_from_headers(req.headers, trust_principal=bootstrap.container().settings.trust_client_principal)
+def _caller(req: func.HttpRequest) -> Actor:
+    """Who is calling. Raises Problem (401, or 400 for a malformed principal)."""
+    settings = bootstrap.access_settings(bootstrap.container().settings)
+    try:
+        return caller(req.headers, settings)
+    except NotAuthenticated as exc:
+        raise Problem(401, "not-authenticated", "Sign-in required", str(exc)) from None
+    except BadPrincipal as exc:
+        errors = [{"field": "X-MS-CLIENT-PRINCIPAL", "message": str(exc)}]
+        raise Problem(400, "bad-principal", "The principal is not valid", str(exc), errors) from None
 
 
-def _handle(req: func.HttpRequest, work: Callable[[], func.HttpResponse]) -> func.HttpResponse:
-    """Map domain and storage outcomes to HTTP; nothing unexpected is swallowed silently."""
+def _who(req: func.HttpRequest, action: str) -> Actor:
+    """The caller, if it holds the role ``action`` needs. Raises Problem (401/403)."""
+    return _allowed(_caller(req), action)
+
+
+def _allowed(actor: Actor, action: str) -> Actor:
+    try:
+        require(actor, action)
+    except Forbidden as exc:
+        log.warning("refused %s to %s: needs role %s", exc.action, exc.actor.id, exc.role.value)
+        raise Problem(
+            403,
+            "forbidden",
+            "A role is missing",
+            str(exc),
+            [{"field": "role", "message": f"needs {exc.role.value}"}],
+            {"missingRole": exc.role.value},
+        ) from None
+    return actor
+
+
+def _handle(req: func.HttpRequest, route: str, work: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """Map domain and storage outcomes to HTTP; nothing unexpected is swallowed silently, and no
+    log line carries what the client sent (a query string holds the function key)."""
     try:
         return work()
     except Problem as problem:
@@ -90,85 +129,130 @@ def _handle(req: func.HttpRequest, work: Callable[[], func.HttpResponse]) -> fun
             {"Retry-After": "5"},
         )
     except Exception:
-        log.exception("unhandled error serving %s %s", req.method, req.url)
+        log.exception("unhandled error serving %s %s", req.method, route)
         return _problem(Problem(500, "internal-error", "Internal error", "the error is in the function's logs"), req)
+
+
+def _header(req: func.HttpRequest, name: str) -> str | None:
+    value = req.headers.get(name)
+    if value is not None and (len(value) > MAX_HEADER or not value.isascii()):
+        raise bad_request(f"the {name} header is not valid", [(name, "must be ASCII and at most 16 KiB")])
+    return value or None
 
 
 @bp.function_name("submit_release")
 @bp.route(route="releases", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def submit_release(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
+        actor = _who(req, "submit")
+        require_json(req.headers)
         body = req.get_body() or b""
         if len(body) > MAX_EVENT_BYTES:
             raise Problem(
                 413, "too-large", "The event is too large", f"{len(body)} bytes; the limit is {MAX_EVENT_BYTES}"
             )
-        actor = _actor(req)
-        key = req.headers.get("idempotency-key")
-        result = bootstrap.get_service().ingest(body, message_id=key, source="http", actor=actor, keep_rejections=False)
+        proof = EventProof(
+            signature=_header(req, "x-release-signature-256"),
+            key_id=_header(req, "x-release-key-id"),
+            identity_token=_header(req, "x-release-identity-token"),
+        )
+        key = _header(req, "idempotency-key")
+        result = bootstrap.get_service().ingest(
+            body, message_id=key, source="http", proof=proof, caller=actor, keep_rejections=False
+        )
         if result.outcome == "rejected":
-            raise bad_request("the release event is not valid", result.errors, slug="invalid-release-event")
+            status = REFUSAL_STATUS[result.refusal or "invalid"]
+            slug = {400: "invalid-release-event", 401: "unproven-origin", 403: "not-allowed-by-policy"}[status]
+            title = {400: "The release event is not valid", 401: "The event's origin is not proven"}.get(
+                status, "The release policy does not allow this release"
+            )
+            errors = [{"field": f or "(body)", "message": m} for f, m in result.errors]
+            raise Problem(status, slug, title, result.reason, errors)
         assert result.release is not None
         view = release_view(result.release)
         if result.outcome == "duplicate":
             return _json(200, view, {"Location": view["links"]["self"]})
         return _json(201, view, {"Location": view["links"]["self"]})
 
-    return _handle(req, work)
+    return _handle(req, "POST /api/releases", work)
 
 
 @bp.function_name("list_releases")
 @bp.route(route="releases", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def list_releases(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
+        _who(req, "list")
         query = parse_list_query(dict(req.params))
         try:
             page = bootstrap.get_service().list(
                 site_key=query.site_key, site=query.site, phase=query.phase, limit=query.limit, cursor=query.cursor
             )
-        except ValueError as exc:
-            raise bad_request(str(exc), [("cursor", "is not a cursor this API handed out")]) from None
+        except ValueError:
+            raise bad_request("the cursor is not valid", [("cursor", "is not a cursor this API handed out")]) from None
         return _json(200, {"items": [summary_view(s) for s in page.items], "cursor": page.cursor})
 
-    return _handle(req, work)
+    return _handle(req, "GET /api/releases", work)
 
 
 @bp.function_name("get_release")
 @bp.route(route="releases/{releaseId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_release(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
+        _who(req, "get")
         release_id = check_release_id(req.route_params.get("releaseId", ""))
         return _json(200, release_view(bootstrap.get_service().get(release_id)))
 
-    return _handle(req, work)
+    return _handle(req, "GET /api/releases/{id}", work)
 
 
 @bp.function_name("get_release_audit")
 @bp.route(route="releases/{releaseId}/audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_release_audit(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
+        _who(req, "audit")
         release_id = check_release_id(req.route_params.get("releaseId", ""))
         entries = bootstrap.get_service().audit(release_id)
         return _json(200, {"releaseId": release_id, "entries": [audit_view(e) for e in entries]})
 
-    return _handle(req, work)
+    return _handle(req, "GET /api/releases/{id}/audit", work)
 
 
 @bp.function_name("override_release")
 @bp.route(route="releases/{releaseId}/{action}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def override_release(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
+        actor = _caller(req)
         release_id = check_release_id(req.route_params.get("releaseId", ""))
         action = parse_action(req.route_params.get("action", ""))
+        _allowed(actor, action.value)
+        require_json(req.headers)
         reason = parse_reason(req.get_body() or b"")
-        actor = _actor(req)
         release = bootstrap.get_service().override(release_id, action, actor=actor, reason=reason)
         view = release_view(release)
         if action is OverrideKind.RETRY:
             return _json(201, view, {"Location": view["links"]["self"]})
         return _json(202, view)
 
-    return _handle(req, work)
+    return _handle(req, "POST /api/releases/{id}/{action}", work)
+
+
+@bp.function_name("get_policy")
+@bp.route(route="policy", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_policy(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        _who(req, "policy")
+        container = bootstrap.container()
+        authority = container.service.authority
+        return _json(
+            200,
+            {
+                "path": str(bootstrap.policy_path(container.settings).name),
+                "digest": authority.policy.digest,
+                "policy": container.parts.get("policy_document"),
+            },
+        )
+
+    return _handle(req, "GET /api/policy", work)
 
 
 @bp.function_name("healthz")

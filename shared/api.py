@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.adapters.codec import iso
+from shared.adapters.codec import actor_to_record, iso, policy_to_record
 from shared.domain.model import OverrideKind, Phase, Release
-from shared.domain.schema import RELEASE_ID_PATTERN, spec_to_document
+from shared.domain.policy import KEY_VAULT_REFERENCE
+from shared.domain.schema import RELEASE_ID_PATTERN, SchemaError, matches, spec_to_document, strict_json
 from shared.ports import ReleaseSummary, StoredAudit
 
 PROBLEM_BASE = "https://release-controller.example/problems/"
@@ -55,6 +53,17 @@ def bad_request(detail: str, errors: list[tuple[str, str]] | None = None, slug: 
         detail,
         [{"field": f or "(body)", "message": m} for f, m in (errors or [])],
     )
+
+
+def spec_view(release: Release) -> dict[str, Any]:
+    """The release's plan as its event document, without a single app setting value: each key
+    says only whether its value is a Key Vault reference."""
+    document = spec_to_document(release.spec)
+    document["appSettings"] = {
+        name: {"keyVaultReference": bool(KEY_VAULT_REFERENCE.match(value))}
+        for name, value in release.spec.app_settings.items()
+    }
+    return document
 
 
 def release_view(release: Release) -> dict[str, Any]:
@@ -127,7 +136,9 @@ def release_view(release: Release) -> dict[str, Any]:
         "createdAt": iso(release.created_at),
         "updatedAt": iso(release.updated_at),
         "finishedAt": iso(release.finished_at),
-        "spec": spec_to_document(spec),
+        "spec": spec_view(release),
+        "submitters": [{k: v for k, v in actor_to_record(a).items() if k != "groups"} for a in release.submitters],
+        "policy": policy_to_record(release.policy),
         "links": release_links(release.id),
     }
 
@@ -176,7 +187,7 @@ def audit_view(stored: StoredAudit) -> dict[str, Any]:
 
 
 def check_release_id(value: str) -> str:
-    if not re.search(RELEASE_ID_PATTERN, value):
+    if not matches(RELEASE_ID_PATTERN, value):
         raise Problem(
             404,
             "release-not-found",
@@ -196,25 +207,35 @@ def parse_action(value: str) -> OverrideKind:
         ) from None
 
 
+def require_json(headers: Mapping[str, str]) -> None:
+    """A body the API reads must say it is JSON."""
+    content_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "The body must be JSON",
+            f"send Content-Type: application/json (got {content_type[:80] or 'none'!r})",
+            [{"field": "Content-Type", "message": "must be application/json"}],
+        )
+
+
 def parse_reason(body: bytes) -> str:
     """The override body: {"reason": "..."}, required so the audit says why."""
-    if len(body) > MAX_OVERRIDE_BODY:
-        raise bad_request(f"the body is larger than {MAX_OVERRIDE_BODY} bytes")
     if not body.strip():
         raise bad_request("send a JSON body with a reason", [("reason", "is required")])
     try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise bad_request(
-            "the body is not JSON", [("(body)", 'must be a JSON object like {"reason": "..."}')]
-        ) from None
+        doc = strict_json(body, max_bytes=MAX_OVERRIDE_BODY, what="the body")
+    except SchemaError as exc:
+        errors = [(f or "(body)", m) for f, m in exc.errors]
+        raise bad_request('the body is not a JSON object like {"reason": "..."}', errors) from None
     if not isinstance(doc, dict):
         raise bad_request("the body must be a JSON object", [("(body)", "must be a JSON object")])
     errors = [(k, "is not a known field") for k in doc if k != "reason"]
     reason = doc.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         errors.append(("reason", "is required: say why, for the audit trail"))
-    elif len(reason) > MAX_REASON or any(ord(c) < 0x20 and c not in "\t" for c in reason):
+    elif len(reason) > MAX_REASON or any((ord(c) < 0x20 and c not in "\t") or ord(c) == 0x7F for c in reason):
         errors.append(("reason", f"must be at most {MAX_REASON} characters of text on one line"))
     if errors:
         raise bad_request("the override request is not valid", errors)
@@ -233,62 +254,40 @@ class ListQuery:
 def parse_list_query(params: Mapping[str, str]) -> ListQuery:
     errors: list[tuple[str, str]] = []
     known = {"site", "subscriptionId", "resourceGroup", "phase", "limit", "cursor", "code"}  # code: the function key
-    errors += [(k, "is not a known query parameter") for k in params if k not in known]
+    names = "site, subscriptionId, resourceGroup, phase, limit, cursor"
+    errors += [(k[:64], f"is not a known query parameter ({names})") for k in params if k not in known]
     site = params.get("site") or None
     sub, rg = params.get("subscriptionId") or None, params.get("resourceGroup") or None
     site_key = None
     if sub or rg:
         if not (sub and rg and site):
             errors.append(("subscriptionId", "subscriptionId, resourceGroup and site go together"))
+        elif not re.fullmatch(r"[0-9a-fA-F-]{36}", sub, flags=re.ASCII):
+            errors.append(("subscriptionId", "must be a subscription id (a GUID)"))
+        elif not re.fullmatch(r"[A-Za-z0-9_().-]{1,90}", rg, flags=re.ASCII):
+            errors.append(("resourceGroup", "must be a resource group name"))
         else:
             site_key = f"{sub}~{rg}~{site}".lower()
-    if site is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,60}", site):
+    if site is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,60}", site, flags=re.ASCII):
         errors.append(("site", "must be an App Service site name"))
     phase = None
     if params.get("phase"):
         try:
-            phase = Phase(params["phase"])
+            phase = Phase(params["phase"][:64])
         except ValueError:
             errors.append(("phase", "must be one of " + ", ".join(p.value for p in Phase)))
     limit = 50
     if params.get("limit"):
         raw = params["limit"]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        if not re.fullmatch(r"[0-9]{1,3}", raw, flags=re.ASCII) or not 1 <= int(raw) <= MAX_PAGE:
             errors.append(("limit", f"must be an integer from 1 to {MAX_PAGE}"))
         else:
             limit = int(raw)
     cursor = params.get("cursor") or None
-    if cursor is not None and (len(cursor) > 2048 or not re.fullmatch(r"[A-Za-z0-9_=-]+", cursor)):
+    if cursor is not None and (len(cursor) > 2048 or not re.fullmatch(r"[A-Za-z0-9_=-]+", cursor, flags=re.ASCII)):
         errors.append(("cursor", "is not a cursor this API handed out"))
     if errors:
         raise bad_request("the query is not valid", errors)
     return ListQuery(
         site_key=site_key, site=site if site_key is None else None, phase=phase, limit=limit, cursor=cursor
     )
-
-
-_NAME_CLAIMS = ("name", "preferred_username", "upn", "email", "unique_name")
-
-
-def actor_from_headers(headers: Mapping[str, str], *, trust_principal: bool) -> str:
-    """Who is asking: the App Service authentication principal when that feature is on (the
-    platform then sets the header and strips any a client sends), else the function key's holder."""
-    if not trust_principal:
-        return "function-key"
-    encoded = headers.get("x-ms-client-principal")
-    if encoded:
-        try:
-            principal = json.loads(base64.b64decode(encoded, validate=True))
-            claims = {c["typ"]: c["val"] for c in principal.get("claims", [])}
-        except (binascii.Error, ValueError, TypeError, KeyError, AttributeError):
-            raise bad_request(
-                "the X-MS-CLIENT-PRINCIPAL header is not base64 JSON from App Service authentication",
-                [("X-MS-CLIENT-PRINCIPAL", "is malformed")],
-            ) from None
-        for claim in (principal.get("name_typ"), *_NAME_CLAIMS):
-            if claim and claims.get(claim):
-                return f"{principal.get('auth_typ', 'aad')}:{claims[claim]}"[:256]
-    name = headers.get("x-ms-client-principal-name")
-    if name:
-        return f"principal:{name}"[:256]
-    return "function-key"

@@ -10,10 +10,13 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from shared.service import ReleaseService
 from shared.settings import Settings
+
+APP_ROOT = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger("release_controller.bootstrap")
 
@@ -80,8 +83,43 @@ def build(settings: Settings, *, credential: Any = None) -> Container:
         validator = HttpValidator(ca_bundle=settings.probe_ca_bundle)
         analyzer = ProviderAnalyzer.from_settings(settings, platform)
     parts.update(platform=platform, validator=validator, analyzer=analyzer)
-    service = ReleaseService(store, platform, validator, analyzer, LoggingNotifier(), SystemClock())
+    authority, policy_document = build_authority(settings)
+    parts.update(authority=authority, policy_document=policy_document)
+    service = ReleaseService(
+        store, platform, validator, analyzer, LoggingNotifier(), SystemClock(), authority=authority
+    )
     return Container(settings=settings, service=service, parts=parts)
+
+
+def policy_path(settings: Settings) -> Path:
+    """The policy file: as given, or relative to the app's root (where function_app.py is)."""
+    path = Path(settings.release_policy_path)
+    return path if path.is_absolute() else APP_ROOT / path
+
+
+def build_authority(settings: Settings) -> tuple[Any, dict[str, Any]]:
+    """The release policy (validated now: a bad policy stops the app from starting, loudly) and
+    the proofs events may carry."""
+    from shared.authority.gatekeeper import Gatekeeper
+    from shared.authority.policy_file import load_policy
+    from shared.authority.proofs import EventVerifier, OidcVerifier
+
+    policy, document = load_policy(policy_path(settings))
+    oidc = OidcVerifier(policy.issuers) if policy.issuers else None
+    return Gatekeeper(policy, EventVerifier(settings.signing_keys, oidc)), document
+
+
+def access_settings(settings: Settings) -> Any:
+    from shared.authority.principals import AccessSettings
+    from shared.domain.model import Role
+
+    return AccessSettings(
+        authentication_on=settings.trust_client_principal,
+        role_claim=settings.auth_role_claim,
+        role_map={value: Role(role) for value, role in settings.auth_role_map.items()} or None,
+        key_only=settings.auth_key_only,
+        key_only_roles=frozenset(Role(r) for r in settings.auth_key_only_roles),
+    )
 
 
 def container() -> Container:

@@ -5,11 +5,13 @@ Every port has an in-memory implementation (``shared.adapters.memory``) for test
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from shared.domain.model import (
+    Actor,
     Artifact,
     AuditEntry,
     Check,
@@ -28,6 +30,10 @@ from shared.domain.model import (
 )
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from shared.authority.proofs import EventProof
+    from shared.domain.policy import Origin, Policy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,6 +73,16 @@ class ReleaseIdConflict(StoreError):
             f"release id {release_id!r} already exists with a different body; "
             "a release id names one plan forever: send the change under a new id"
         )
+
+
+# The monotonic time by which the current reconcile's observations must be done (set by the
+# service around them, read by the probes): one release can never stall a whole tick.
+RECONCILE_DEADLINE: ContextVar[float | None] = ContextVar("reconcile_deadline", default=None)
+
+
+class BudgetSpent(Exception):
+    """The reconcile's time budget ran out before an observation was complete; it is made again on
+    the next tick (the release waits; nothing is judged on a partial observation)."""
 
 
 class EntityTooLarge(StoreError):
@@ -299,3 +315,13 @@ class Notifier(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class Authority(Protocol):
+    """Where events come from, and the platform team's policy for what may be released where."""
+
+    policy: Policy
+
+    def origin(self, body: bytes, proof: EventProof, caller: Actor | None) -> Origin:
+        """The event's verified origin. Raises ProofRefused."""
+        ...

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from shared.authority.principals import parse_role_map
+from shared.domain.model import Role
+
+SIGNING_KEY_PREFIX = "RELEASE_SIGNING_KEY_"
 
 
 class SettingsError(ValueError):
@@ -35,6 +40,12 @@ class Settings:
     probe_ca_bundle: str | None
     webhook_secrets: Mapping[str, str]
     azure_monitor_delay_seconds: float = 180.0
+    release_policy_path: str = "release-policy.yaml"
+    signing_keys: Mapping[str, str] = field(default_factory=dict)
+    auth_role_claim: str = "roles"
+    auth_role_map: Mapping[str, str] = field(default_factory=dict)
+    auth_key_only: bool = False
+    auth_key_only_roles: frozenset[str] = frozenset({"reader", "submitter", "operator"})
     trust_client_principal: bool = False
 
     @classmethod
@@ -74,6 +85,22 @@ class Settings:
         if prefix and not (prefix.isalnum() and prefix[0].isalpha()):
             raise SettingsError("RELEASE_STORE_TABLE_PREFIX must be letters and digits, starting with a letter")
         secrets = {name: value for name, value in env.items() if name.startswith("WEBHOOK_SECRET_") and value}
+        signing_keys = {
+            name.removeprefix(SIGNING_KEY_PREFIX): value
+            for name, value in env.items()
+            if name.startswith(SIGNING_KEY_PREFIX) and len(name) > len(SIGNING_KEY_PREFIX) and value
+        }
+        roles = {r.value for r in Role}
+        try:
+            role_map = {value: role.value for value, role in parse_role_map(get("AUTH_ROLE_MAP", "") or "").items()}
+        except ValueError:
+            raise SettingsError(
+                f"AUTH_ROLE_MAP must be 'AppRoleValue=role,...' with roles among {', '.join(sorted(roles))}"
+            ) from None
+        key_only_roles = {r.strip() for r in (get("AUTH_KEY_ONLY_ROLES", "reader,submitter,operator") or "").split(",")}
+        key_only_roles.discard("")
+        if not key_only_roles <= roles - {"approver", "admin"}:
+            raise SettingsError("AUTH_KEY_ONLY_ROLES may name reader, submitter and operator only (never approver)")
         return cls(
             store_connection_string=connection,
             store_endpoint=endpoint,
@@ -90,6 +117,12 @@ class Settings:
             webhook_secrets=secrets,
             # How long Azure Monitor takes to have a minute of platform metrics complete.
             azure_monitor_delay_seconds=number("AZURE_MONITOR_DELAY_SECONDS", 180, 0, 1800),
+            release_policy_path=get("RELEASE_POLICY_PATH", "release-policy.yaml") or "release-policy.yaml",
+            signing_keys=signing_keys,
+            auth_role_claim=get("AUTH_ROLE_CLAIM", "roles") or "roles",
+            auth_role_map=role_map,
+            auth_key_only=(get("AUTH_KEY_ONLY", "") or "").lower() == "true",
+            auth_key_only_roles=frozenset(key_only_roles),
             # Set by App Service when its authentication is on; only then are X-MS-CLIENT-PRINCIPAL
             # headers the platform's (it strips any a client sends).
             trust_client_principal=(get("WEBSITE_AUTH_ENABLED", "") or "").lower() == "true",

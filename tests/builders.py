@@ -15,7 +15,10 @@ from shared.adapters.memory import (
     ScriptedAnalyzer,
     ScriptedValidator,
 )
-from shared.domain.model import Target
+from shared.authority.gatekeeper import Gatekeeper
+from shared.authority.proofs import EventProof, EventVerifier, sign
+from shared.domain.model import Actor, ActorKind, Role, Target
+from shared.domain.policy import Artifacts, NamedGate, Policy, Source, TargetRule
 from shared.domain.schema import spec_from_document
 from shared.service import ReleaseService
 
@@ -82,6 +85,50 @@ class Harness:
         return self.service.get(release_id).phase.value
 
 
+# -- authority: what the tests release under -------------------------------------------------
+
+TEST_KEY_ID = "tests"
+TEST_KEY = "signing-key-for-the-tests-only"
+
+
+def policy_for_tests(gates: dict[str, NamedGate] | None = None, **rule: Any) -> Policy:
+    """Every site, from the tests' signing key or a person with the submitter role, images from
+    contoso.azurecr.io or docker.io, packages from Azure blob storage; two-person rule on."""
+    options: dict[str, Any] = {
+        "sources": (Source(hmac_key=TEST_KEY_ID), Source(person_role=Role.SUBMITTER)),
+        "artifacts": Artifacts(
+            registries=("contoso.azurecr.io", "docker.io"), package_hosts=("*.blob.core.windows.net",)
+        ),
+    }
+    options.update(rule)
+    return Policy(rules=(TargetRule("tests", **options),), gates=gates or {}, digest="tests")
+
+
+def authority_for_tests(policy: Policy | None = None, keys: dict[str, str] | None = None) -> Gatekeeper:
+    return Gatekeeper(policy or policy_for_tests(), EventVerifier(keys or {TEST_KEY_ID: TEST_KEY}, None))
+
+
+def signed(raw: bytes) -> EventProof:
+    return EventProof(signature=sign(raw, TEST_KEY), key_id=TEST_KEY_ID)
+
+
+def ingest(service: ReleaseService, raw: bytes, **options: Any) -> Any:
+    """Publish ``raw`` as CI would: signed with the tests' key."""
+    options.setdefault("proof", signed(raw))
+    return service.ingest(raw, **options)
+
+
+def person(name: str, *roles: Role, groups: tuple[str, ...] = ()) -> Actor:
+    """A signed-in person (every role unless some are named)."""
+    return Actor(
+        id=f"aad:tests/{name}",
+        name=name,
+        kind=ActorKind.PERSON,
+        roles=frozenset(roles or Role),
+        groups=frozenset(groups),
+    )
+
+
 def harness(store: Any = None, **platform_options: Any) -> Harness:
     store = store if store is not None else InMemoryReleaseStore()
     platform = InMemorySlotPlatform(**platform_options)
@@ -89,5 +136,5 @@ def harness(store: Any = None, **platform_options: Any) -> Harness:
     analyzer = ScriptedAnalyzer()
     notifier = RecordingNotifier()
     clock = FakeClock()
-    service = ReleaseService(store, platform, validator, analyzer, notifier, clock)
+    service = ReleaseService(store, platform, validator, analyzer, notifier, clock, authority=authority_for_tests())
     return Harness(service, store, platform, validator, analyzer, notifier, clock)

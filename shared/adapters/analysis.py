@@ -12,11 +12,11 @@ import hashlib
 import hmac
 import json
 import math
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-
-import requests
+from urllib.parse import urlsplit
 
 from shared.adapters.probes import HttpProber, url_for
 from shared.domain.model import (
@@ -29,12 +29,17 @@ from shared.domain.model import (
     VersionStats,
     WebhookStage,
 )
-from shared.ports import TerminalPlatformError
+from shared.domain.policy import address_allowed
+from shared.ports import BudgetSpent, TerminalPlatformError
 
 if TYPE_CHECKING:
     from shared.settings import Settings
 
 PROBE_TIMEOUT_SECONDS = 5.0
+# At most this many requests per version per provider per tick, whatever the event asks.
+MAX_PROBES_PER_TICK = 100
+MAX_GATE_ANSWER_BYTES = 16 * 1024
+MAX_GATE_REASON = 200
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -47,16 +52,22 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def probe_stats(prober: HttpProber, url: str, count: int, cookies: dict[str, str] | None = None) -> VersionStats:
-    """``count`` GETs: errors are 5xx answers or no answer; latency is the p95 of answered requests."""
+    """Up to ``count`` GETs (capped): errors are 5xx answers or no answer; latency is the p95 of
+    answered requests. When the reconcile's budget runs out, what was seen so far counts."""
     latencies: list[float] = []
     errors = 0
-    for _ in range(count):
-        result = prober.get(url, timeout=PROBE_TIMEOUT_SECONDS, cookies=cookies)
+    done = 0
+    for _ in range(min(count, MAX_PROBES_PER_TICK)):
+        try:
+            result = prober.get(url, timeout=PROBE_TIMEOUT_SECONDS, cookies=cookies)
+        except BudgetSpent:
+            break
+        done += 1
         if result.status is None or result.status >= 500:
             errors += 1
         if result.status is not None:
             latencies.append(result.latency_ms)
-    return VersionStats(requests=count, errors=errors, latency_ms=percentile(latencies, 95))
+    return VersionStats(requests=done, errors=errors, latency_ms=percentile(latencies, 95))
 
 
 class HttpProvider:
@@ -111,17 +122,21 @@ class AzureMonitorProvider:
 
 
 class WebhookGate:
-    """An external gate: POST the release's context, HMAC-SHA256 signed with a WEBHOOK_SECRET_*
-    setting (header ``X-Release-Signature-256: sha256=<hex>``). 2xx passes; any other answer, an
-    error or a timeout fails."""
+    """An external gate, named in the release policy: POST the release's context, HMAC-SHA256 signed
+    with the gate's key (header ``X-Release-Signature-256: sha256=<hex>``); 2xx passes, anything
+    else, an error or a timeout fails.
+
+    Outbound requests are safe: https only; the host is resolved first and refused when it is
+    loopback, link-local or private unless the policy names that range for the gate; the
+    connection goes to the address that was checked (no second lookup to rebind); redirects are
+    never followed (the signature would go with them); the answer is read with a size cap, and
+    only its status and a short, cleaned ``reason`` from a JSON answer reach the audit."""
 
     kind = ProviderKind.WEBHOOK
 
     def __init__(self, secrets: Mapping[str, str], *, ca_bundle: str | None = None):
         self.secrets = secrets
-        self.session = requests.Session()
-        self.session.verify = ca_bundle or True
-        self.session.trust_env = False
+        self.ca_bundle = ca_bundle
 
     def ask(self, release: Release, slots: SlotObservation, spec: ProviderSpec, stage: WebhookStage) -> GateResult:
         r = release
@@ -145,23 +160,96 @@ class WebhookGate:
         }
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "X-Release-Controller-Stage": stage.value}
+        name = spec.gate or "gate"
         if spec.secret_setting:
             secret = self.secrets.get(spec.secret_setting)
             if not secret:
-                return GateResult(self.kind, False, f"the controller has no app setting {spec.secret_setting}", stage)
+                return GateResult(self.kind, False, f"gate {name}: the controller has no key for it", stage)
             signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
             headers["X-Release-Signature-256"] = f"sha256={signature}"
-        url = spec.url or ""
         try:
-            response = self.session.post(url, data=body, headers=headers, timeout=spec.timeout_seconds)
-        except requests.Timeout:
-            return GateResult(self.kind, False, f"{url} did not answer within {spec.timeout_seconds:g}s", stage)
-        except requests.RequestException as exc:
-            return GateResult(self.kind, False, f"{url} could not be reached ({type(exc).__name__})", stage)
-        answer = response.text[:300].strip()
-        if 200 <= response.status_code < 300:
-            return GateResult(self.kind, True, f"{url} answered {response.status_code} {answer}".strip(), stage)
-        return GateResult(self.kind, False, f"{url} answered {response.status_code} {answer}".strip(), stage)
+            status, answer = self._post(spec, body, headers)
+        except GateRefused as refused:
+            return GateResult(self.kind, False, f"gate {name}: {refused}", stage)
+        reason = _reason(answer)
+        said = f"gate {name} answered {status}" + (f": {reason}" if reason else "")
+        return GateResult(self.kind, 200 <= status < 300, said, stage)
+
+    def _post(self, spec: ProviderSpec, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        import urllib3
+
+        url = urlsplit(spec.url or "")
+        if url.scheme != "https" or not url.hostname:
+            raise GateRefused("its URL is not https")
+        port = url.port or 443
+        try:
+            addresses = {info[4][0] for info in socket.getaddrinfo(url.hostname, port, proto=socket.IPPROTO_TCP)}
+        except (OSError, UnicodeError):
+            raise GateRefused(f"{url.hostname} does not resolve") from None
+        refused = sorted(a for a in addresses if not address_allowed(a, spec.allow_networks))
+        if refused or not addresses:
+            raise GateRefused(
+                f"{url.hostname} resolves to {', '.join(refused) or 'nothing'}: a loopback, link-local or private "
+                "address the policy does not allow for this gate"
+            )
+        address = sorted(addresses)[0]
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            server_hostname=url.hostname,
+            assert_hostname=url.hostname,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=self.ca_bundle or certifi_bundle(),
+            timeout=urllib3.Timeout(connect=spec.timeout_seconds, read=spec.timeout_seconds),
+            retries=False,
+        )
+        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        try:
+            response = pool.urlopen(
+                "POST",
+                path,
+                body=body,
+                headers={**headers, "Host": url.netloc},
+                redirect=False,
+                preload_content=False,
+            )
+            answer = response.read(MAX_GATE_ANSWER_BYTES + 1, decode_content=True)
+            response.release_conn()
+        except urllib3.exceptions.TimeoutError:
+            raise GateRefused(f"{url.hostname} did not answer within {spec.timeout_seconds:g}s") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise GateRefused(f"{url.hostname} could not be reached ({type(exc).__name__})") from None
+        finally:
+            pool.close()
+        if 300 <= response.status < 400:
+            raise GateRefused(f"{url.hostname} answered a redirect ({response.status}); redirects are not followed")
+        return response.status, answer[:MAX_GATE_ANSWER_BYTES]
+
+
+class GateRefused(Exception):
+    """The gate was not asked, or gave no answer to use."""
+
+
+def certifi_bundle() -> str | None:
+    try:
+        import certifi
+
+        return certifi.where()
+    except ImportError:  # pragma: no cover - requests brings certifi
+        return None
+
+
+def _reason(answer: bytes) -> str:
+    """A short, printable ``reason`` from a JSON answer; nothing else of the body is kept."""
+    try:
+        doc = json.loads(answer)
+    except (ValueError, RecursionError):
+        return ""
+    reason = doc.get("reason") if isinstance(doc, dict) else None
+    if not isinstance(reason, str):
+        return ""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in reason).strip()
+    return cleaned[:MAX_GATE_REASON]
 
 
 class ProviderAnalyzer:

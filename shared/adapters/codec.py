@@ -7,10 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.model import (
+    Actor,
+    ActorKind,
     Alert,
     AnalysisProgress,
+    ApprovalRule,
     Artifact,
     AuditEntry,
+    EffectivePolicy,
     Evidence,
     Gate,
     LastGood,
@@ -18,6 +22,7 @@ from shared.domain.model import (
     ProviderKind,
     Release,
     ReleaseSpec,
+    Role,
     SiteState,
     SwapProgress,
     ValidationProgress,
@@ -44,12 +49,81 @@ def _stats_from(d: dict[str, Any]) -> VersionStats:
 
 
 def spec_to_record(spec: ReleaseSpec) -> dict[str, Any]:
-    return {"event": spec_to_document(spec), "retryOf": spec.retry_of}
+    """The spec as its event document (webhook gates by name), with what the policy resolved."""
+    gates = [
+        {"index": i, "url": p.url, "secretSetting": p.secret_setting, "allowNetworks": list(p.allow_networks)}
+        for i, p in enumerate(spec.analysis.providers)
+        if p.url is not None
+    ]
+    return {"event": spec_to_document(spec), "retryOf": spec.retry_of, "gates": gates}
 
 
 def spec_from_record(record: dict[str, Any]) -> ReleaseSpec:
     spec = spec_from_document(record["event"])
+    providers = list(spec.analysis.providers)
+    for gate in record.get("gates", []):
+        providers[gate["index"]] = replace(
+            providers[gate["index"]],
+            url=gate["url"],
+            secret_setting=gate.get("secretSetting"),
+            allow_networks=tuple(gate.get("allowNetworks", [])),
+        )
+    spec = replace(spec, analysis=replace(spec.analysis, providers=tuple(providers)))
     return replace(spec, retry_of=record["retryOf"]) if record.get("retryOf") else spec
+
+
+def actor_to_record(a: Actor) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "name": a.name,
+        "kind": a.kind.value,
+        "roles": sorted(r.value for r in a.roles),
+        "groups": sorted(a.groups),
+    }
+
+
+def actor_from_record(d: dict[str, Any]) -> Actor:
+    return Actor(
+        id=d["id"],
+        name=d["name"],
+        kind=ActorKind(d["kind"]),
+        roles=frozenset(Role(r) for r in d.get("roles", [])),
+        groups=frozenset(d.get("groups", [])),
+    )
+
+
+def _approval(rule: ApprovalRule | None) -> dict[str, Any] | None:
+    return {"role": rule.role.value, "group": rule.group} if rule else None
+
+
+def _approval_from(d: dict[str, Any] | None) -> ApprovalRule | None:
+    return ApprovalRule(Role(d["role"]), d.get("group")) if d else None
+
+
+def policy_to_record(p: EffectivePolicy | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {
+        "rule": p.rule,
+        "digest": p.digest,
+        "beforeTraffic": _approval(p.before_traffic),
+        "beforePromotion": _approval(p.before_promotion),
+        "twoPerson": p.two_person,
+        "changes": list(p.changes),
+    }
+
+
+def policy_from_record(d: dict[str, Any] | None) -> EffectivePolicy | None:
+    if not d:
+        return None
+    return EffectivePolicy(
+        rule=d["rule"],
+        digest=d["digest"],
+        before_traffic=_approval_from(d.get("beforeTraffic")),
+        before_promotion=_approval_from(d.get("beforePromotion")),
+        two_person=d.get("twoPerson", True),
+        changes=tuple(d.get("changes", [])),
+    )
 
 
 def state_to_record(r: Release) -> dict[str, Any]:
@@ -100,6 +174,8 @@ def state_to_record(r: Release) -> dict[str, Any]:
         "holdsSite": r.holds_site,
         "outbox": [{"seq": a.seq, "severity": a.severity, "message": a.message, "at": iso(a.at)} for a in r.outbox],
         "alertsRaised": r.alerts_raised,
+        "submitters": [actor_to_record(a) for a in r.submitters],
+        "policy": policy_to_record(r.policy),
         "reason": r.reason,
         "retriedAs": r.retried_as,
         "supersededBy": r.superseded_by,
@@ -160,6 +236,8 @@ def release_from_records(spec: ReleaseSpec, s: dict[str, Any]) -> Release:
             for a in s.get("outbox", [])
         ),
         alerts_raised=s.get("alertsRaised", 0),
+        submitters=tuple(actor_from_record(a) for a in s.get("submitters", [])),
+        policy=policy_from_record(s.get("policy")),
         reason=s.get("reason"),
         retried_as=s.get("retriedAs"),
         superseded_by=s.get("supersededBy"),

@@ -14,6 +14,7 @@ from typing import Any
 import requests
 
 from shared.domain.model import Check, CheckResult
+from shared.ports import RECONCILE_DEADLINE, BudgetSpent
 
 MAX_BODY = 64 * 1024
 
@@ -43,6 +44,12 @@ class HttpProber:
         return session
 
     def get(self, url: str, *, timeout: float, cookies: dict[str, str] | None = None) -> ProbeResult:
+        deadline = RECONCILE_DEADLINE.get()
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BudgetSpent("the reconcile's time budget is spent")
+            timeout = min(timeout, remaining)
         started = time.perf_counter()
         try:
             response = self._session().get(url, timeout=timeout, cookies=cookies, allow_redirects=False, stream=True)

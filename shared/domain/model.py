@@ -110,6 +110,57 @@ class WebhookStage(StrEnum):
 
 CONTROLLER = "controller"
 
+
+class ActorKind(StrEnum):
+    PERSON = "person"  # signed in through App Service authentication (Entra ID)
+    KEY = "key"  # a function key alone (key-only mode, for local development)
+    CI = "ci"  # a signed event: an HMAC key id, or a CI workload-identity token
+
+
+class Role(StrEnum):
+    READER = "reader"
+    SUBMITTER = "submitter"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, compared by ``id`` (stable: Entra tenant and object id, a key id, a CI identity),
+    shown by ``name``."""
+
+    id: str
+    name: str
+    kind: ActorKind = ActorKind.PERSON
+    roles: frozenset[Role] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name == self.id else f"{self.name} ({self.id})"
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """Who may approve at a gate: a role, and optionally membership of a group (object id)."""
+
+    role: Role = Role.APPROVER
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class EffectivePolicy:
+    """What the platform team's policy made of a release, recorded with it."""
+
+    rule: str
+    digest: str
+    before_traffic: ApprovalRule | None = None
+    before_promotion: ApprovalRule | None = None
+    two_person: bool = True
+    changes: tuple[str, ...] = ()
+
+
 # ---------------------------------------------------------------------------------------------
 # The plan: what CI asked for (release event v1, normalized)
 # ---------------------------------------------------------------------------------------------
@@ -171,8 +222,12 @@ class ProviderSpec:
     kind: ProviderKind
     path: str = "/"
     requests_per_tick: int = 20
+    # webhook: the gate is named by the event; its URL, key and reachable networks come from the
+    # platform team's policy when the release is admitted.
+    gate: str | None = None
     url: str | None = None
     secret_setting: str | None = None
+    allow_networks: tuple[str, ...] = ()
     stages: tuple[WebhookStage, ...] = ()
     timeout_seconds: float = 10.0
 
@@ -415,6 +470,10 @@ class Release:
     superseded_by: str | None = None
     next_check_at: datetime | None = None
     finished_at: datetime | None = None
+    # Who asked for it — the verified origin of its event first, then the person who sent it over
+    # HTTP if that is someone else — and what the release policy made of it: set at admission.
+    submitters: tuple[Actor, ...] = ()
+    policy: EffectivePolicy | None = None
     # How many audit entries are stored for this release; kept by the store, never by decide().
     audit_seq: int = 0
 
@@ -528,5 +587,5 @@ class Decision:
 @dataclass(frozen=True)
 class Override:
     kind: OverrideKind
-    actor: str
+    actor: Actor
     reason: str

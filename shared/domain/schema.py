@@ -7,8 +7,10 @@ rules a schema cannot say well (steps must rise, reserved settings). Every error
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +37,13 @@ SCHEMA_ID = "https://release-controller.example/schemas/release-event.v1.json"
 MAX_EVENT_BYTES = 64 * 1024
 RELEASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 APP_SETTING_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
+GATE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# An absolute path on the slot's own host: "/x", never "//elsewhere" (a host of someone else's).
+ABSOLUTE_PATH = r"^/(?![/\\])[^\s\\]*$"
 # Settings the controller writes itself on the slot; a release may not set them.
-RESERVED_APP_SETTINGS = frozenset({"RELEASE_ID", "RELEASE_VERSION", "WEBSITE_RUN_FROM_PACKAGE"})
+RESERVED_APP_SETTINGS = frozenset(
+    {"RELEASE_ID", "RELEASE_VERSION", "RELEASE_OWNED_SETTINGS", "WEBSITE_RUN_FROM_PACKAGE"}
+)
 DAY = 86400
 
 
@@ -88,7 +95,7 @@ _CHECK = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "path": _text("Path requested on the staging slot's own host name.", 1024, r"^/[^\s]*$"),
+        "path": _text("Path requested on the staging slot's own host name.", 1024, ABSOLUTE_PATH),
         "expectStatus": {"type": "integer", "minimum": 100, "maximum": 599, "default": 200},
         "bodyContains": _text("Text the response body must contain.", 1024, r"^[\s\S]*$"),
         "timeout": _duration("Per-request timeout.", 1, 120),
@@ -101,13 +108,12 @@ _PROVIDER = {
     "required": ["type"],
     "properties": {
         "type": {"enum": [k.value for k in ProviderKind]},
-        "path": _text("http: path probed on both versions.", 1024, r"^/[^\s]*$"),
+        "path": _text("http: path probed on both versions.", 1024, ABSOLUTE_PATH),
         "requestsPerTick": {"type": "integer", "minimum": 1, "maximum": 500},
-        "url": _text("webhook: the gate's URL.", 2048, r"^https?://[^\s]+$"),
-        "secretSetting": _text(
-            "webhook: name of the controller's app setting holding the HMAC key (WEBHOOK_SECRET_*).",
-            128,
-            r"^WEBHOOK_SECRET_[A-Za-z0-9_]{1,100}$",
+        "gate": _text(
+            "webhook: the name of a gate in the platform team's release policy (its URL and key are there).",
+            63,
+            GATE_NAME_PATTERN,
         ),
         "stages": {
             "type": "array",
@@ -299,12 +305,24 @@ def _check(value: Any, schema: dict[str, Any], path: str, errors: list[tuple[str
         _check_object(value, schema, path, errors)
 
 
+@functools.cache
+def _full(pattern: str) -> re.Pattern[str]:
+    """A JSON Schema pattern as ECMA-262 reads it: ``$`` is the end of the text, never the point
+    before a final newline (Python's ``$`` would let "production\n" match ``^[a-z]+$``)."""
+    anchored = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith("\\$") else pattern
+    return re.compile(anchored)
+
+
+def matches(pattern: str, value: str) -> bool:
+    return _full(pattern).search(value) is not None
+
+
 def _check_string(value: str, schema: dict[str, Any], path: str, errors: list[tuple[str, str]]) -> None:
     if "minLength" in schema and len(value) < schema["minLength"]:
         errors.append((path, "must not be empty" if schema["minLength"] == 1 else "is too short"))
     elif "maxLength" in schema and len(value) > schema["maxLength"]:
         errors.append((path, f"must be at most {schema['maxLength']} characters"))
-    elif "pattern" in schema and not re.search(schema["pattern"], value):
+    elif "pattern" in schema and not matches(schema["pattern"], value):
         if "x-durationSeconds" in schema:
             errors.append((path, "must be a number of seconds or a string like '90s', '5m', '1h30m'"))
         else:
@@ -356,7 +374,7 @@ def _check_object(value: dict[str, Any], schema: dict[str, Any], path: str, erro
     names_schema = schema.get("propertyNames")
     extra = schema.get("additionalProperties", True)
     for name, item in value.items():
-        if names_schema and not re.search(names_schema["pattern"], name):
+        if names_schema and not matches(names_schema["pattern"], name):
             errors.append((_join(path, name), f"is not a valid name (must match {names_schema['pattern']})"))
         elif name in properties:
             _check(item, properties[name], _join(path, name), errors)
@@ -367,11 +385,16 @@ def _check_object(value: dict[str, Any], schema: dict[str, Any], path: str, erro
     # "allOf" with if/then holds cross-field rules; they are enforced by _semantic_errors.
 
 
+def validate(document: Any, schema: dict[str, Any]) -> list[tuple[str, str]]:
+    """Errors of ``document`` against ``schema`` (the keywords this module interprets)."""
+    errors: list[tuple[str, str]] = []
+    _check(document, schema, "", errors)
+    return errors
+
+
 def validate_document(document: Any) -> list[tuple[str, str]]:
     """Schema errors of ``document`` (empty when it conforms to EVENT_SCHEMA)."""
-    errors: list[tuple[str, str]] = []
-    _check(document, EVENT_SCHEMA, "", errors)
-    return errors
+    return validate(document, EVENT_SCHEMA)
 
 
 def _semantic_errors(doc: dict[str, Any]) -> list[tuple[str, str]]:
@@ -399,12 +422,12 @@ def _semantic_errors(doc: dict[str, Any]) -> list[tuple[str, str]]:
     for index, provider in enumerate(doc.get("analysis", {}).get("providers", [])):
         where = f"analysis.providers[{index}]"
         kind = provider["type"]
-        if kind == ProviderKind.WEBHOOK and "url" not in provider:
-            errors.append((f"{where}.url", "is required for a webhook provider"))
+        if kind == ProviderKind.WEBHOOK and "gate" not in provider:
+            errors.append((f"{where}.gate", "is required for a webhook provider: name a gate of the release policy"))
         allowed = {
             ProviderKind.HTTP: {"type", "path", "requestsPerTick"},
             ProviderKind.AZURE_MONITOR: {"type"},
-            ProviderKind.WEBHOOK: {"type", "url", "secretSetting", "stages", "timeout"},
+            ProviderKind.WEBHOOK: {"type", "gate", "stages", "timeout"},
         }[ProviderKind(kind)]
         for name in provider:
             if name not in allowed:
@@ -430,21 +453,98 @@ def _reject_constant(name: str) -> Any:
     raise SchemaError([("", f"{name} is not valid JSON")])
 
 
-def load_json(body: bytes | str) -> Any:
-    """Strict JSON: size-limited, UTF-8, no duplicate keys, no NaN."""
-    raw = body.encode("utf-8") if isinstance(body, str) else body
-    if len(raw) > MAX_EVENT_BYTES:
-        raise SchemaError([("", f"the event is {len(raw)} bytes; the limit is {MAX_EVENT_BYTES}")])
+MAX_JSON_DEPTH = 32
+MAX_NUMBER_CHARS = 40
+
+
+def _too_deep(text: str, limit: int) -> bool:
+    """Nesting deeper than ``limit``, found without parsing (a parser would recurse that deep)."""
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def _json_number(text: str) -> Any:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise SchemaError([("", f"a number has more than {MAX_NUMBER_CHARS} characters")])
+    if text.lstrip("-").isdigit():
+        return int(text)
+    value = float(text)
+    if not math.isfinite(value):
+        raise SchemaError([("", f"the number {text} is too large")])
+    return value
+
+
+def _lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The path of a string holding half of a UTF-16 surrogate pair (not text; cannot be stored)."""
+    if isinstance(value, str):
+        return path if any("\ud800" <= ch <= "\udfff" for ch in value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate(key, _join(path, "(name)")) or _lone_surrogate(item, _join(path, key))
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _lone_surrogate(item, _join(path, index))
+            if found is not None:
+                return found
+    return None
+
+
+def strict_json(body: bytes | str, *, max_bytes: int, what: str) -> Any:
+    """Strict JSON, checked before and after parsing: size, UTF-8, nesting depth, number length, no
+    duplicate keys, no NaN or Infinity, no lone surrogates. Raises SchemaError."""
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if len(raw) > max_bytes:
+        raise SchemaError([("", f"{what} is {len(raw)} bytes; the limit is {max_bytes}")])
     if not raw.strip():
-        raise SchemaError([("", "the event is empty")])
+        raise SchemaError([("", f"{what} is empty")])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SchemaError([("", f"the event is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+        raise SchemaError([("", f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
+    if _too_deep(text, MAX_JSON_DEPTH):
+        raise SchemaError([("", f"{what} nests deeper than {MAX_JSON_DEPTH} levels")])
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+        document = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicate_keys,
+            parse_constant=_reject_constant,
+            parse_int=_json_number,
+            parse_float=_json_number,
+        )
+    except SchemaError:
+        raise
     except json.JSONDecodeError as exc:
-        raise SchemaError([("", f"the event is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]) from None
+        raise SchemaError([("", f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]) from None
+    except (ValueError, RecursionError):
+        raise SchemaError([("", f"{what} is not JSON this controller reads")]) from None
+    broken = _lone_surrogate(document)
+    if broken is not None:
+        raise SchemaError([(broken, "holds a lone surrogate (\\ud800-\\udfff): not text")])
+    return document
+
+
+def load_json(body: bytes | str) -> Any:
+    """The event's JSON, strictly (``strict_json``)."""
+    return strict_json(body, max_bytes=MAX_EVENT_BYTES, what="the event")
 
 
 def parse_release_event(body: bytes | str, *, default_release_id: str | None = None) -> ReleaseSpec:
@@ -461,7 +561,7 @@ def spec_from_document(document: Any, *, default_release_id: str | None = None) 
     if "releaseId" not in document:
         if default_release_id is None:
             errors.append(("releaseId", "is required (there is no message id to default to)"))
-        elif not re.search(RELEASE_ID_PATTERN, default_release_id):
+        elif not matches(RELEASE_ID_PATTERN, default_release_id):
             errors.append(
                 ("releaseId", f"is absent and the message id {default_release_id!r} is not a valid release id")
             )
@@ -493,8 +593,7 @@ def _build_spec(doc: dict[str, Any], release_id: str) -> ReleaseSpec:
             kind=ProviderKind(p["type"]),
             path=p.get("path", "/"),
             requests_per_tick=p.get("requestsPerTick", 20),
-            url=p.get("url"),
-            secret_setting=p.get("secretSetting"),
+            gate=p.get("gate"),
             stages=(
                 tuple(WebhookStage(s) for s in p.get("stages", [WebhookStage.EACH_STEP.value]))
                 if p["type"] == ProviderKind.WEBHOOK
@@ -630,15 +729,12 @@ def _provider_document(provider: ProviderSpec) -> dict[str, Any]:
         return {"type": provider.kind.value, "path": provider.path, "requestsPerTick": provider.requests_per_tick}
     if provider.kind is ProviderKind.AZURE_MONITOR:
         return {"type": provider.kind.value}
-    doc: dict[str, Any] = {
+    return {
         "type": provider.kind.value,
-        "url": provider.url,
+        "gate": provider.gate,
         "stages": [s.value for s in provider.stages],
         "timeout": int(provider.timeout_seconds),
     }
-    if provider.secret_setting:
-        doc["secretSetting"] = provider.secret_setting
-    return doc
 
 
 def canonical_json(spec: ReleaseSpec) -> str:

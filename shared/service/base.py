@@ -8,9 +8,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from shared.domain import lifecycle
-from shared.domain.model import Decision, Phase, Release, SiteState
+from shared.domain.model import Actor, Decision, Phase, Release, SiteState
 from shared.ports import (
     Analyzer,
+    Authority,
     Clock,
     ConcurrencyConflict,
     Notifier,
@@ -25,6 +26,8 @@ from shared.ports import (
 log = logging.getLogger("release_controller.service")
 
 CONFLICT_RETRIES = 6
+# How long one release's observations (slot probes, checks, analysis) may take in one reconcile.
+OBSERVE_BUDGET_SECONDS = 60.0
 MAX_FOLLOW_UPS = 8
 
 
@@ -39,6 +42,8 @@ class IngestResult:
     errors: list[tuple[str, str]] = field(default_factory=list)
     reason: str = ""
     rejection_id: str | None = None
+    # Why it was refused: the event is not valid, its origin is not proven, or the policy says no.
+    refusal: Literal["invalid", "unproven", "forbidden"] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,12 @@ class ServiceBase:
         notifier: Notifier,
         clock: Clock,
         *,
+        authority: Authority,
         conflict_retries: int = CONFLICT_RETRIES,
+        observe_budget_seconds: float = OBSERVE_BUDGET_SECONDS,
     ):
+        self.authority = authority
+        self.observe_budget_seconds = observe_budget_seconds
         self.store = store
         self.platform = platform
         self.validator = validator
@@ -125,7 +134,7 @@ class ServiceBase:
 
     # Provided by the parts of ReleaseService (Intake, Reconciler):
 
-    def retry(self, release_id: str, *, actor: str, reason: str) -> Release:
+    def retry(self, release_id: str, *, actor: Actor, reason: str) -> Release:
         raise NotImplementedError
 
     def _start_next(self, release_id: str, depth: int) -> None:

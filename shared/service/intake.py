@@ -3,14 +3,18 @@ become new releases with the same plan."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Literal
 
-from shared.domain import lifecycle
+from shared.authority.proofs import EventProof, ProofRefused
+from shared.authority.redaction import redact_event
+from shared.domain import lifecycle, policy
 from shared.domain.lifecycle import OverrideRefused
-from shared.domain.model import Decision, Override, OverrideKind, Release, ReleaseSpec
-from shared.domain.schema import SchemaError, parse_release_event, spec_fingerprint
+from shared.domain.model import Actor, Decision, EffectivePolicy, Override, OverrideKind, Release, ReleaseSpec
+from shared.domain.schema import MAX_EVENT_BYTES, SchemaError, parse_release_event, spec_fingerprint
 from shared.ports import (
     ConcurrencyConflict,
     DuplicateRelease,
@@ -30,41 +34,85 @@ class Intake(ServiceBase):
         *,
         message_id: str | None,
         source: str,
-        actor: str = "ci",
+        proof: EventProof | None = None,
+        caller: Actor | None = None,
         keep_rejections: bool = True,
     ) -> IngestResult:
-        """Turn a release event into a release. Invalid events are stored with the reason, never raised.
+        """Turn a release event into a release: valid, from a proven origin, allowed by the policy.
+        A refused event is stored with the reason and its app setting values withheld; it is
+        never raised.
 
         Raises ReleaseIdConflict (same id, different plan) and StoreUnavailable (retry later).
         """
+        proof = proof or EventProof()
         try:
             spec = parse_release_event(body, default_release_id=message_id)
+            origin = self.authority.origin(body, proof, caller)
+            admitted = policy.admit(self.authority.policy, spec, origin)
         except SchemaError as exc:
-            rejection_id = None
-            if keep_rejections:
-                rejection_id = self.store.save_rejected(
-                    RejectedEvent(
-                        received_at=self.clock.now(),
-                        source=source,
-                        message_id=message_id,
-                        reason=str(exc),
-                        errors=exc.errors,
-                        body=body,
-                    )
-                )
-            log.warning("rejected release event %s from %s: %s", message_id, source, exc)
-            return IngestResult("rejected", errors=exc.errors, reason=str(exc), rejection_id=rejection_id)
-        return self.submit(spec, actor=actor, source=source)
+            return self._refuse(body, message_id, source, "invalid", exc.errors, keep_rejections)
+        except ProofRefused as exc:
+            return self._refuse(body, message_id, source, "unproven", [(exc.field, exc.reason)], keep_rejections)
+        except policy.PolicyRefusal as exc:
+            return self._refuse(body, message_id, source, "forbidden", exc.errors, keep_rejections)
+        submitters = (origin.actor,) + ((caller,) if caller is not None and caller.id != origin.actor.id else ())
+        return self.submit(
+            admitted.spec,
+            actor=origin.actor.label,
+            source=source,
+            fingerprint=spec_fingerprint(spec),
+            submitters=submitters,
+            effective=admitted.policy,
+        )
 
-    def submit(self, spec: ReleaseSpec, *, actor: str, source: str) -> IngestResult:
-        fingerprint = spec_fingerprint(spec)
+    def _refuse(
+        self,
+        body: bytes,
+        message_id: str | None,
+        source: str,
+        refusal: Literal["invalid", "unproven", "forbidden"],
+        errors: list[tuple[str, str]],
+        keep: bool,
+    ) -> IngestResult:
+        reason = "; ".join(f"{f or '(event)'}: {m}" for f, m in errors)
+        rejection_id = None
+        if keep:
+            rejection_id = self.store.save_rejected(
+                RejectedEvent(
+                    received_at=self.clock.now(),
+                    source=source,
+                    message_id=message_id,
+                    reason=reason,
+                    errors=errors,
+                    body=redact_event(body, max_bytes=MAX_EVENT_BYTES),
+                    details={"refusal": refusal, "bodySha256": hashlib.sha256(body).hexdigest()},
+                )
+            )
+        log.warning("refused release event %s from %s (%s): %s", message_id, source, refusal, reason[:500])
+        return IngestResult("rejected", errors=errors, reason=reason, rejection_id=rejection_id, refusal=refusal)
+
+    def submit(
+        self,
+        spec: ReleaseSpec,
+        *,
+        actor: str,
+        source: str,
+        fingerprint: str | None = None,
+        submitters: tuple[Actor, ...] = (),
+        effective: EffectivePolicy | None = None,
+    ) -> IngestResult:
+        """Create the release (once, whatever the number of deliveries). ``fingerprint`` names the
+        event's plan (as sent, before the policy applied its approvals)."""
+        fingerprint = fingerprint or spec_fingerprint(spec)
         claim = self.store.claim_release_id(
             IdClaim(spec.release_id, spec.target.site_key, fingerprint, self.clock.now())
         )
         if claim.fingerprint != fingerprint or claim.site_key != spec.target.site_key:
             raise ReleaseIdConflict(spec.release_id, claim.site_key)
         # The claim fixes the creation time, so every delivery of the event writes the same row.
-        created = lifecycle.new_release(spec, claim.created_at, actor=actor, source=source)
+        created = lifecycle.new_release(
+            spec, claim.created_at, actor=actor, source=source, submitters=submitters, policy=effective
+        )
         for _ in range(self.conflict_retries):
             existing = self.store.find_release(spec.release_id)
             if existing is not None:
@@ -99,7 +147,7 @@ class Intake(ServiceBase):
             return False
         return True
 
-    def retry(self, release_id: str, *, actor: str, reason: str) -> Release:
+    def retry(self, release_id: str, *, actor: Actor, reason: str) -> Release:
         """A new release with the same plan, linked to the old one (which stays final). Its id is the
         first free ``-retryN`` claimed for this site and plan."""
         for _ in range(self.conflict_retries):

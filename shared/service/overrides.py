@@ -4,13 +4,13 @@ read side of the API."""
 from __future__ import annotations
 
 from shared.domain import lifecycle
-from shared.domain.model import Override, OverrideKind, Phase, Release
+from shared.domain.model import Actor, Override, OverrideKind, Phase, Release
 from shared.ports import ConcurrencyConflict, Page, ReleaseSummary, StoredAudit
 from shared.service.base import ServiceBase, TooManyConflicts, log
 
 
 class Overrides(ServiceBase):
-    def override(self, release_id: str, kind: OverrideKind, *, actor: str, reason: str) -> Release:
+    def override(self, release_id: str, kind: OverrideKind, *, actor: Actor, reason: str) -> Release:
         """Record a person's instruction. Raises ReleaseNotFound, OverrideRefused, TooManyConflicts."""
         if kind is OverrideKind.RETRY:
             return self.retry(release_id, actor=actor, reason=reason)
@@ -21,7 +21,7 @@ class Overrides(ServiceBase):
                 committed, handed_to = self._commit(loaded, decision)
             except ConcurrencyConflict:
                 continue  # re-read: the override may now be refused, or apply to the newer state
-            log.info("release %s: %s by %s", release_id, kind.value, actor)
+            log.info("release %s: %s by %s", release_id, kind.value, actor.id)
             return self._settle(committed, handed_to).value
         raise TooManyConflicts(f"release {release_id} kept changing; try again")
 

@@ -28,7 +28,9 @@ from shared.domain.model import (
     SiteState,
 )
 from shared.ports import (
+    RECONCILE_DEADLINE,
     ActiveRef,
+    BudgetSpent,
     ConcurrencyConflict,
     PlatformError,
     TerminalPlatformError,
@@ -121,17 +123,29 @@ class Reconciler(ServiceBase):
         need = lifecycle.needs(release, site)
         if not need.slots:
             return Observation(site=site)
-        token = release.swap.token if release.swap else None
-        slots = self.platform.observe(release.spec.target, swap_token=token, probe_staging=need.readiness)
-        checks = None
-        if need.checks and slots.staging_release == release.id and slots.staging_host:
-            checks = self.validator.run_checks(slots.staging_host, release.spec.validation.checks)
-        measurements = None
-        if need.analysis and need.window_start is not None:
-            measurements = self.analyzer.measure(
-                release, slots, release.spec.analysis.providers, need.window_start, now
-            )
-        gates = self.analyzer.ask_gates(release, slots, need.gate) if need.gate is not None else None
+        budget = RECONCILE_DEADLINE.set(time.monotonic() + self.observe_budget_seconds)
+        try:
+            token = release.swap.token if release.swap else None
+            slots = self.platform.observe(release.spec.target, swap_token=token, probe_staging=need.readiness)
+            checks = None
+            if need.checks and slots.staging_release == release.id and slots.staging_host:
+                try:
+                    checks = self.validator.run_checks(slots.staging_host, release.spec.validation.checks)
+                except BudgetSpent:
+                    checks = None  # not all ran: judged on the next tick, never on part of them
+            measurements = None
+            if need.analysis and need.window_start is not None:
+                try:
+                    measurements = self.analyzer.measure(
+                        release, slots, release.spec.analysis.providers, need.window_start, now
+                    )
+                except BudgetSpent:
+                    measurements = None
+            gates = self.analyzer.ask_gates(release, slots, need.gate) if need.gate is not None else None
+        except BudgetSpent as exc:
+            raise TransientPlatformError(f"the reconcile ran out of time observing the slots ({exc})") from None
+        finally:
+            RECONCILE_DEADLINE.reset(budget)
         return Observation(site=site, slots=slots, checks=checks, measurements=measurements, gates=gates)
 
     def _apply(self, decision: Decision, now: datetime) -> Decision:

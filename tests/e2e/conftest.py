@@ -23,7 +23,7 @@ from shared.adapters.memory import FakeClock, RecordingNotifier
 from shared.adapters.probes import HttpProber, HttpValidator
 from shared.domain.model import OverrideKind, Phase, ProviderKind
 from shared.service import ReleaseService
-from tests.builders import SUBSCRIPTION, body, event
+from tests.builders import SUBSCRIPTION, authority_for_tests, body, event, ingest, person
 
 SITE = "contoso-web"
 RG = "rg-web"
@@ -81,7 +81,7 @@ class E2E:
     http: requests.Session
 
     def submit(self, doc) -> str:
-        result = self.service.ingest(body(doc), message_id=None, source="e2e")
+        result = ingest(self.service, body(doc), message_id=None, source="e2e")
         assert result.outcome == "created", result.reason
         return result.release.id
 
@@ -104,7 +104,7 @@ class E2E:
         raise AssertionError(f"{release_id} stuck in {release.phase} (reason: {release.reason})")
 
     def override(self, release_id: str, kind: str, reason: str = "e2e") -> None:
-        self.service.override(release_id, OverrideKind(kind), actor="e2e", reason=reason)
+        self.service.override(release_id, OverrideKind(kind), actor=person("e2e"), reason=reason)
 
     def production_url(self) -> str:
         return f"https://{self.emulator.site(SITE).front_door_host}/"
@@ -134,7 +134,13 @@ def e2e(emulator, table_store, clock):
     notifier = RecordingNotifier()
     analyzer = ProviderAnalyzer({ProviderKind.HTTP: HttpProvider(HttpProber(emulator.ca_file))})
     service = ReleaseService(
-        table_store, platform, HttpValidator(ca_bundle=emulator.ca_file), analyzer, notifier, clock
+        table_store,
+        platform,
+        HttpValidator(ca_bundle=emulator.ca_file),
+        analyzer,
+        notifier,
+        clock,
+        authority=authority_for_tests(),
     )
     session = requests.Session()
     session.verify = emulator.ca_file

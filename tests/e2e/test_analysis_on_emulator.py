@@ -3,12 +3,7 @@ host name: decisions on evidence, explained with numbers, never a pass on missin
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,11 +14,9 @@ from shared.adapters.probes import HttpValidator
 from shared.domain.model import Phase
 from shared.service import ReleaseService
 from shared.settings import Settings
-from tests.builders import body
+from tests.builders import authority_for_tests, body, ingest, policy_for_tests
 from tests.e2e.conftest import SITE, canary_event, make_platform
-
-SECRET = "gate-secret-for-tests"
-
+from tests.e2e.gates import SECRET, SECRET_SETTING, Gate, webhook
 
 # Each round moves the shared clock this far, while real visitors keep hitting the emulator.
 ROUND_SECONDS = 20
@@ -39,13 +32,19 @@ def live(emulator, table_store, azurite, clock):
         {
             "RELEASE_STORE_CONNECTION": azurite.connection_string,
             "PROBE_CA_BUNDLE": emulator.ca_file,
-            "WEBHOOK_SECRET_GATE": SECRET,
+            SECRET_SETTING: SECRET,
         }
     )
     analyzer = ProviderAnalyzer.from_settings(settings, platform)
     notifier = RecordingNotifier()
     service = ReleaseService(
-        table_store, platform, HttpValidator(ca_bundle=emulator.ca_file), analyzer, notifier, clock
+        table_store,
+        platform,
+        HttpValidator(ca_bundle=emulator.ca_file),
+        analyzer,
+        notifier,
+        clock,
+        authority=authority_for_tests(),
     )
     service.rounds = lambda: clock.advance(ROUND_SECONDS)  # type: ignore[attr-defined]
     return service, notifier
@@ -76,7 +75,7 @@ def live_event(version, *, settings=None, steps=(10, 50), providers=None, guard=
 
 
 def run(service, doc, *, until=lambda r: r.is_final, minutes=60):
-    result = service.ingest(body(doc), message_id=None, source="e2e")
+    result = ingest(service, body(doc), message_id=None, source="e2e")
     assert result.outcome == "created", result.reason
     return run_existing(service, result.release.id, until=until, minutes=minutes)
 
@@ -227,74 +226,33 @@ def test_a_regression_after_the_swap_is_swapped_back_within_the_guard_window(liv
     assert emulator.site(SITE).production.settings["RELEASE_ID"] == "web-1.0.0"
 
 
-class Gate:
-    """A webhook gate that checks the signature and answers per stage."""
-
-    def __init__(self, answers):
-        self.answers = answers
-        self.calls = []
-        gate = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
-                signed = hmac.compare_digest(expected, self.headers.get("X-Release-Signature-256", ""))
-                payload = json.loads(raw)
-                gate.calls.append((payload["stage"], signed))
-                answer = gate.answers.get(payload["stage"], 200)
-                if answer == "slow":
-                    time.sleep(2)
-                    answer = 200
-                try:
-                    self.send_response(answer if signed else 401)
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"ok")
-                except BrokenPipeError:
-                    pass  # the controller gave up waiting, as it should
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/gate"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def webhook(url, timeout="5s"):
-    return {
-        "type": "webhook",
-        "url": url,
-        "secretSetting": "WEBHOOK_SECRET_GATE",
-        "stages": ["beforeTraffic", "eachStep", "beforePromotion"],
-        "timeout": timeout,
-    }
+def gated(service, gate):
+    """The policy names the gate (events only refer to it by name)."""
+    service.authority = authority_for_tests(policy_for_tests(gates={"gate": gate.named()}))
 
 
 def test_a_webhook_gate_is_asked_signed_at_every_stage_and_its_no_rolls_back(live, emulator):
     service, _ = live
-    gate = Gate({"beforePromotion": 409})
+    gate = Gate(emulator.tls, {"beforePromotion": (409, b'{"reason": "change freeze\\u0007 in force"}')})
+    gated(service, gate)
     try:
         with visitors_for(emulator):
-            release = run(service, live_event("1.7.0", providers=[{"type": "azureMonitor"}, webhook(gate.url)]))
+            release = run(service, live_event("1.7.0", providers=[{"type": "azureMonitor"}, webhook()]))
     finally:
         gate.close()
     assert [stage for stage, _ in gate.calls] == ["beforeTraffic", "eachStep", "eachStep", "beforePromotion"]
     assert all(signed for _, signed in gate.calls)
     assert release.phase is Phase.ROLLED_BACK
     assert "webhook gate (beforePromotion) said no" in release.reason and "409" in release.reason
+    assert "change freeze  in force" in release.reason, "only a cleaned-up reason from the answer is kept"
 
 
 def test_a_webhook_gate_that_does_not_answer_in_time_fails(live, emulator):
     service, _ = live
-    gate = Gate({"beforeTraffic": "slow"})
+    gate = Gate(emulator.tls, {"beforeTraffic": "slow"})
+    gated(service, gate)
     try:
-        release = run(service, live_event("1.8.0", providers=[{"type": "azureMonitor"}, webhook(gate.url, "1s")]))
+        release = run(service, live_event("1.8.0", providers=[{"type": "azureMonitor"}, webhook("1s")]))
     finally:
         gate.close()
     assert release.phase is Phase.ROLLED_BACK

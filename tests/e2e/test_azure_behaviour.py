@@ -17,7 +17,7 @@ from shared.adapters.analysis import AzureMonitorProvider, HttpProvider, Provide
 from shared.adapters.probes import HttpProber, HttpValidator
 from shared.domain.model import Phase, ProviderKind, Target
 from shared.service import ReleaseService
-from tests.builders import SUBSCRIPTION
+from tests.builders import SUBSCRIPTION, authority_for_tests
 from tests.e2e.conftest import E2E, RG, SITE, canary_event, emulator_config, make_platform
 
 
@@ -146,7 +146,13 @@ def monitored(e2e, table_store):
         }
     )
     e2e.service = ReleaseService(
-        table_store, e2e.platform, HttpValidator(ca_bundle=e2e.emulator.ca_file), analyzer, e2e.notifier, e2e.clock
+        table_store,
+        e2e.platform,
+        HttpValidator(ca_bundle=e2e.emulator.ca_file),
+        analyzer,
+        e2e.notifier,
+        e2e.clock,
+        authority=authority_for_tests(),
     )
     return e2e
 
@@ -268,7 +274,13 @@ def _e2e(emulator, table_store, clock) -> E2E:
     analyzer = ProviderAnalyzer({ProviderKind.HTTP: HttpProvider(HttpProber(emulator.ca_file))})
     notifier = RecordingNotifier()
     service = ReleaseService(
-        table_store, platform, HttpValidator(ca_bundle=emulator.ca_file), analyzer, notifier, clock
+        table_store,
+        platform,
+        HttpValidator(ca_bundle=emulator.ca_file),
+        analyzer,
+        notifier,
+        clock,
+        authority=authority_for_tests(),
     )
     session = requests.Session()
     session.verify, session.trust_env = emulator.ca_file, False

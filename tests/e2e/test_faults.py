@@ -82,7 +82,7 @@ def test_the_adapter_asks_for_an_arm_token_and_a_token_for_another_audience_is_t
     from shared.adapters.memory import FakeClock, RecordingNotifier, ScriptedAnalyzer
     from shared.adapters.probes import HttpValidator
     from shared.service import ReleaseService
-    from tests.builders import body
+    from tests.builders import authority_for_tests, body, ingest
 
     with AppServiceEmulator(emulator_config()) as emulator:
         right = EmulatorCredential()
@@ -96,8 +96,9 @@ def test_the_adapter_asks_for_an_arm_token_and_a_token_for_another_audience_is_t
             ScriptedAnalyzer(),
             RecordingNotifier(),
             FakeClock(),
+            authority=authority_for_tests(),
         )
-        service.ingest(body(canary_event()), message_id=None, source="e2e")
+        ingest(service, body(canary_event()), message_id=None, source="e2e")
         release = service.get("web-1.1.0")
         assert release.phase is Phase.CANCELLED
         assert "rejected the controller's token (401 InvalidAuthenticationTokenAudience" in release.reason

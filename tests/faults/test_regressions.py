@@ -10,6 +10,7 @@ import pytest
 
 from shared.domain.model import OverrideKind, Phase
 from shared.ports import IdClaim, StoreUnavailable
+from tests.builders import person
 from tests.faults.world import Fault, World, target
 
 WEB = "contoso-web"
@@ -93,11 +94,11 @@ def test_2_someone_writing_between_the_routing_call_and_the_save_cannot_leak_tra
 
     def interloper() -> None:
         if who == "pause":
-            world.override(release_id, OverrideKind.PAUSE, actor="dana")
+            world.override(release_id, OverrideKind.PAUSE, actor=person("dana"))
         elif who == "next build":
             world.submit(WEB, 2, "canary")
         else:
-            world.override(release_id, OverrideKind.PROMOTE_FULL, actor="erin")
+            world.override(release_id, OverrideKind.PROMOTE_FULL, actor=person("erin"))
 
     world.store.before_commit = interloper
     world.run(lambda: world.tick(1))
@@ -127,7 +128,7 @@ def test_2_a_lost_save_then_failing_checks_never_sends_users_to_the_failing_vers
 def test_2_a_leaked_rule_found_in_validation_goes_back_to_zero_before_anything_else(world):
     release_id = validated(world)
     world.platform.model.set_weight(target(WEB), 10.0)  # left by hand, or by an earlier release
-    world.service.override(release_id, OverrideKind.PAUSE, actor="dana", reason="hold")
+    world.service.override(release_id, OverrideKind.PAUSE, actor=person("dana"), reason="hold")
     world.run(lambda: world.tick(1))
     assert world.platform.model.sites[target(WEB).site_key].weight == 0
     actions = [a.entry.action for a in world.service.audit(release_id)]
@@ -174,7 +175,7 @@ def test_3_a_failed_swap_back_keeps_the_slot_with_the_last_good_version_until_a_
         world.check()
         assert phase(world, "contoso-api-2") is Phase.PENDING
         assert site.slots["staging"].settings["RELEASE_ID"] == "initial", "the last good version stays in the slot"
-    assert world.override("contoso-api-1", OverrideKind.RELEASE_SITE, actor="oncall").startswith("ok")
+    assert world.override("contoso-api-1", OverrideKind.RELEASE_SITE, actor=person("oncall")).startswith("ok")
     until(world, "contoso-api-2", STARTED)
     settle(world)
 
@@ -238,13 +239,13 @@ def test_5_the_failed_alert_is_delivered_even_when_the_first_attempt_is_lost(wor
 
 def test_6_a_retry_never_takes_an_id_another_site_holds(world):
     world.submit(WEB, 1, "canary")
-    world.service.override("contoso-web-1", OverrideKind.ROLLBACK, actor="pat", reason="bad")
+    world.service.override("contoso-web-1", OverrideKind.ROLLBACK, actor=person("pat"), reason="bad")
     until(world, "contoso-web-1", Phase.ROLLED_BACK)
     taken = world.service.store.claim_release_id(
         IdClaim("contoso-web-1-retry1", target(API).site_key, "another plan", world.clock.now())
     )
     assert taken.site_key == target(API).site_key
-    retried = world.service.override("contoso-web-1", OverrideKind.RETRY, actor="pat", reason="again")
+    retried = world.service.override("contoso-web-1", OverrideKind.RETRY, actor=person("pat"), reason="again")
     assert retried.id == "contoso-web-1-retry2" and retried.site_key == target(WEB).site_key
     assert world.submit(WEB, 3, "canary") == "created", "the site keeps taking releases"
     world.check()

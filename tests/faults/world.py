@@ -51,7 +51,7 @@ from shared.ports import (
     TransientPlatformError,
 )
 from shared.service import ReleaseService, TooManyConflicts
-from tests.builders import SUBSCRIPTION
+from tests.builders import SUBSCRIPTION, authority_for_tests, ingest, person
 
 MUTATING = ("deploy", "set_weight", "begin_swap", "restore_staging")
 OPERATIONS = ("observe", *MUTATING)
@@ -288,6 +288,7 @@ class World:
             self.analyzer,
             self.notifier,
             self.clock,  # type: ignore[arg-type]
+            authority=authority_for_tests(),
         )
         for site in SITES:
             self.platform.model.add_site(target(site), production_release=INITIAL, version="0.0.0")
@@ -304,7 +305,7 @@ class World:
         tried.add(raw)
         self.bodies.setdefault(release_id, raw)
         try:
-            result = self.service.ingest(raw, message_id=release_id, source="serviceBus")
+            result = ingest(self.service, raw, message_id=release_id, source="serviceBus")
         except ReleaseIdConflict:
             if not others_tried:
                 self.violations.append(Violation("1", f"the only plan ever sent as {release_id} was refused"))
@@ -317,7 +318,7 @@ class World:
 
     def override(self, release_id: str, kind: OverrideKind, actor: str = "pat") -> str:
         try:
-            release = self.service.override(release_id, kind, actor=actor, reason="testing")
+            release = self.service.override(release_id, kind, actor=person(actor), reason="testing")
         except OverrideRefused as refused:
             return f"refused: {refused.reason}"
         except ReleaseNotFound:

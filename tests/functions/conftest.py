@@ -1,4 +1,5 @@
-"""Handlers run exactly as the Functions host indexes them, over Azurite and the in-memory platform."""
+"""Handlers run exactly as the Functions host indexes them, over Azurite and the in-memory platform,
+behind App Service authentication with the tests' release policy."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 
 from shared import bootstrap
 from shared.settings import Settings
-from tests.builders import harness
+from tests.builders import TEST_KEY, TEST_KEY_ID, harness
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +27,11 @@ def app(table_store, azurite, table_prefix):
             "RELEASE_STORE_CONNECTION": azurite.connection_string,
             "RELEASE_STORE_TABLE_PREFIX": table_prefix,
             "WEBSITE_AUTH_ENABLED": "True",
+            f"RELEASE_SIGNING_KEY_{TEST_KEY_ID}": TEST_KEY,
         }
     )
-    bootstrap.use(bootstrap.Container(settings=settings, service=h.service, parts={"store": table_store}))
+    parts = {"store": table_store, "policy_document": {"version": 1, "targets": [{"name": "tests"}]}}
+    bootstrap.use(bootstrap.Container(settings=settings, service=h.service, parts=parts))
     try:
         yield h
     finally:

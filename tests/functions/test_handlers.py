@@ -10,20 +10,45 @@ import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
+from shared.authority.proofs import sign
 from shared.domain.model import Phase
-from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, body, event
+from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, TEST_KEY, TEST_KEY_ID, body, event
 
 RID = "web-1.4.2"
 
 
+# The people of these tests, by what they may do (Entra ID app roles).
+PEOPLE = {
+    "sam": ("submitter", "reader"),
+    "olga": ("operator", "reader"),
+    "abe": ("approver", "reader"),
+    "rita": ("reader",),
+}
+APPROVER_ACTIONS = {"approve", "promote-full"}
+
+
 def http(
-    indexed, name, method="GET", path="/api/releases", *, payload=None, raw=None, params=None, route=None, headers=None
+    indexed,
+    name,
+    method="GET",
+    path="/api/releases",
+    *,
+    payload=None,
+    raw=None,
+    params=None,
+    route=None,
+    headers=None,
+    who="olga",
 ):
     data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else b"")
+    sent = {"Content-Type": "application/json"} if method == "POST" else {}
+    if who is not None:
+        sent["X-MS-CLIENT-PRINCIPAL"] = principal(who)
+    sent.update(headers or {})
     req = func.HttpRequest(
         method,
         f"http://localhost:7071{path}",
-        headers=headers or {},
+        headers={k: v for k, v in sent.items() if v is not None},
         params=params or {},
         route_params=route or {},
         body=data,
@@ -34,10 +59,12 @@ def http(
 
 
 def submit(indexed, doc=CANARY_EVENT, **kw):
+    kw.setdefault("who", "sam")
     return http(indexed, "submit_release", "POST", payload=doc, **kw)
 
 
 def override(indexed, release_id, action, reason="testing", **kw):
+    kw.setdefault("who", "abe" if action in APPROVER_ACTIONS else "olga")
     return http(
         indexed,
         "override_release",
@@ -49,13 +76,35 @@ def override(indexed, release_id, action, reason="testing", **kw):
     )
 
 
+def sb_message(doc, message_id, *, signed_with=TEST_KEY, **kw):
+    raw = body(doc) if isinstance(doc, dict) else doc
+    properties = {}
+    if signed_with is not None:
+        properties = {"releaseSignature": sign(raw, signed_with), "releaseKeyId": TEST_KEY_ID}
+    return ServiceBusMessage(
+        body=raw,
+        message_id=message_id,
+        delivery_count=1,
+        session_id="site",
+        application_properties=properties,
+        user_properties={},
+        **kw,
+    )
+
+
 def tick(indexed, app, seconds=60):
     app.clock.advance(seconds)
     indexed["reconcile_timer"].get_user_function()(TimerRequest(past_due=False))
 
 
-def principal(name):
-    doc = {"auth_typ": "aad", "name_typ": "name", "role_typ": "roles", "claims": [{"typ": "name", "val": name}]}
+def principal(name, roles=None):
+    claims = [
+        {"typ": "name", "val": name},
+        {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": f"oid-{name}"},
+        {"typ": "http://schemas.microsoft.com/identity/claims/tenantid", "val": "tenant-1"},
+    ]
+    claims += [{"typ": "roles", "val": role} for role in (roles if roles is not None else PEOPLE.get(name, ()))]
+    doc = {"auth_typ": "aad", "name_typ": "name", "role_typ": "roles", "claims": claims}
     return base64.b64encode(json.dumps(doc).encode()).decode()
 
 
@@ -80,14 +129,7 @@ def test_a_release_submitted_over_http_is_driven_to_success_by_the_timer(indexed
 
 
 def test_a_release_sent_through_service_bus_is_created_and_started(indexed, app):
-    msg = ServiceBusMessage(
-        body=body(event(releaseId=None)),
-        message_id="sb-msg-1",
-        delivery_count=1,
-        session_id="site",
-        application_properties={},
-        user_properties={},
-    )
+    msg = sb_message(event(releaseId=None), "sb-msg-1")
     indexed["release_events"].get_user_function()(msg)
     release = app.service.get("sb-msg-1")
     assert release.phase is Phase.DEPLOYING
@@ -108,9 +150,7 @@ def test_an_invalid_service_bus_event_is_stored_and_completed(indexed, app, tabl
 
 def test_a_service_bus_event_reusing_an_id_for_another_plan_is_stored_not_retried(indexed, app, table_store):
     submit(indexed)
-    msg = ServiceBusMessage(
-        body=body(event(version="2.0")), message_id="x", delivery_count=1, application_properties={}, user_properties={}
-    )
+    msg = sb_message(event(version="2.0"), "x")
     indexed["release_events"].get_user_function()(msg)
     (row,) = table_store.list_rejected(app.clock.now().strftime("%Y-%m-%d"))
     assert "different body" in row["reason"]
@@ -131,9 +171,7 @@ def test_a_storage_outage_makes_the_service_bus_trigger_raise_for_redelivery(ind
     bootstrap.use(
         bootstrap.Container(settings=bootstrap.container().settings, service=harness(store=dead).service, parts={})
     )
-    msg = ServiceBusMessage(
-        body=body(CANARY_EVENT), message_id="m", delivery_count=1, application_properties={}, user_properties={}
-    )
+    msg = sb_message(CANARY_EVENT, "m")
     try:
         indexed["release_events"].get_user_function()(msg)
     except StoreUnavailable:
@@ -188,32 +226,36 @@ def test_unknown_releases_are_404_problems(indexed, app):
 
 def test_an_override_is_recorded_with_the_signed_in_person_as_actor(indexed, app):
     submit(indexed)
-    response, doc = override(
-        indexed, RID, "pause", "checking dashboards", headers={"X-MS-CLIENT-PRINCIPAL": principal("alice@contoso.com")}
-    )
+    response, doc = override(indexed, RID, "pause", "checking dashboards", who="olga")
     assert response.status_code == 202 and doc["paused"] is True
     _, audit = http(indexed, "get_release_audit", path=f"/api/releases/{RID}/audit", route={"releaseId": RID})
     last = audit["entries"][-1]
-    assert last["actor"] == "aad:alice@contoso.com" and "checking dashboards" in last["message"]
+    assert last["actor"] == "olga (aad:tenant-1/oid-olga)" and "checking dashboards" in last["message"]
 
 
-def test_without_sign_in_the_actor_is_the_function_key_holder(indexed, app):
+def test_without_sign_in_a_function_key_alone_changes_nothing(indexed, app):
     submit(indexed)
-    override(indexed, RID, "pause")
-    assert app.service.audit(RID)[-1].entry.actor == "function-key"
+    response, doc = override(indexed, RID, "pause", who=None)
+    assert response.status_code == 401 and doc["type"].endswith("/not-authenticated")
+    response, _ = submit(indexed, BLUE_GREEN_EVENT, who=None)
+    assert response.status_code == 401
+    assert not app.service.get(RID).paused
 
 
-def test_a_principal_header_is_ignored_when_app_service_authentication_is_off(indexed, app):
+def test_key_only_mode_for_local_development_can_operate_but_never_approve(indexed, app):
     from dataclasses import replace
 
     from shared import bootstrap
 
     container = bootstrap.container()
-    bootstrap.use(replace(container, settings=replace(container.settings, trust_client_principal=False)))
-    submit(indexed)
-    response, _ = override(indexed, RID, "pause", headers={"X-MS-CLIENT-PRINCIPAL": principal("mallory@evil")})
-    assert response.status_code == 202
-    assert app.service.audit(RID)[-1].entry.actor == "function-key"
+    local = replace(container.settings, trust_client_principal=False, auth_key_only=True)
+    bootstrap.use(replace(container, settings=local))
+    submit(indexed, event(promotion="manual"), who=None)
+    response, _ = override(indexed, RID, "pause", headers={"X-MS-CLIENT-PRINCIPAL": principal("mallory")}, who=None)
+    assert response.status_code == 202, "a principal header is ignored when App Service authentication is off"
+    assert app.service.audit(RID)[-1].entry.actor == "function key (key:function)"
+    response, doc = override(indexed, RID, "approve", who=None)
+    assert response.status_code == 403 and doc["missingRole"] == "approver"
 
 
 def test_an_override_not_allowed_now_is_a_409_saying_why(indexed, app):
@@ -263,6 +305,8 @@ def test_every_override_route_moves_a_release_through_both_strategies(indexed, a
     for _ in range(4):
         tick(indexed, app)
     assert app.service.get("api-2.0.0").phase is Phase.AWAITING_APPROVAL
+    response, doc = override(indexed, "api-2.0.0", "approve", who="sam")
+    assert response.status_code == 403 and doc["missingRole"] == "approver"
     assert override(indexed, "api-2.0.0", "approve")[0].status_code == 202
     tick(indexed, app)  # swap started
     tick(indexed, app)  # production observed on the new version

@@ -28,6 +28,7 @@ def test_every_function_is_registered_with_its_trigger(indexed):
         "get_release": "httpTrigger",
         "get_release_audit": "httpTrigger",
         "override_release": "httpTrigger",
+        "get_policy": "httpTrigger",
         "healthz": "httpTrigger",
     }
 
@@ -44,6 +45,7 @@ def test_http_routes_methods_and_auth_levels(indexed):
         "get_release": ("releases/{releaseId}", ("GET",), "FUNCTION"),
         "get_release_audit": ("releases/{releaseId}/audit", ("GET",), "FUNCTION"),
         "override_release": ("releases/{releaseId}/{action}", ("POST",), "FUNCTION"),
+        "get_policy": ("policy", ("GET",), "FUNCTION"),
         "healthz": ("healthz", ("GET",), "ANONYMOUS"),
     }
 

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from devstack.funchost import HostError, LocalFunctionHost, _route_pattern, _schedule_seconds
-from tests.builders import CANARY_EVENT
+from shared.authority.proofs import sign
+from tests.builders import CANARY_EVENT, TEST_KEY, TEST_KEY_ID
+from tests.functions.test_handlers import principal
 
 SETTINGS = {"RELEASE_EVENTS_TOPIC": "t", "RELEASE_EVENTS_SUBSCRIPTION": "s", "RECONCILE_SCHEDULE": "*/5 * * * * *"}
 
@@ -33,33 +35,39 @@ def test_it_finds_every_trigger_of_the_app(host):
         "get_release",
         "get_release_audit",
         "override_release",
+        "get_policy",
         "healthz",
     }
     assert [(name, seconds) for name, seconds, _ in host.timers] == [("reconcile_timer", 5.0)]
     assert list(host.service_bus) == ["release_events"]
 
 
+SIGNED_IN = {"x-ms-client-principal": principal("olga", ["reader", "submitter", "operator"])}
+
+
 def test_function_keys_are_enforced_except_on_anonymous_routes(host):
-    assert host.handle("GET", "/api/releases", {}, b"")[0] == 401
-    assert host.handle("GET", "/api/releases?code=wrong", {}, b"")[0] == 401
-    assert host.handle("GET", "/api/releases?code=k", {}, b"")[0] == 200
+    assert host.handle("GET", "/api/releases", SIGNED_IN, b"")[0] == 401
+    assert host.handle("GET", "/api/releases?code=wrong", SIGNED_IN, b"")[0] == 401
+    assert host.handle("GET", "/api/releases?code=k", SIGNED_IN, b"")[0] == 200
+    assert host.handle("GET", "/api/releases?code=k", {}, b"")[0] == 401, "a key alone is not a person"
     assert host.handle("GET", "/api/healthz", {}, b"")[0] == 200
     assert host.handle("GET", "/api/nowhere", {"x-functions-key": "k"}, b"")[0] == 404
 
 
 def test_routes_bind_their_parameters(host):
-    status, _, body = host.handle("POST", "/api/releases", {"x-functions-key": "k"}, json.dumps(CANARY_EVENT).encode())
+    headers = {"x-functions-key": "k", "content-type": "application/json", **SIGNED_IN}
+    status, _, body = host.handle("POST", "/api/releases", headers, json.dumps(CANARY_EVENT).encode())
     assert status == 201
-    status, _, body = host.handle("GET", "/api/releases/web-1.4.2/audit", {"x-functions-key": "k"}, b"")
+    status, _, body = host.handle("GET", "/api/releases/web-1.4.2/audit", headers, b"")
     assert status == 200 and json.loads(body)["releaseId"] == "web-1.4.2"
-    status, headers, body = host.handle(
-        "POST", "/api/releases/web-1.4.2/pause", {"x-functions-key": "k"}, b'{"reason": "demo"}'
-    )
-    assert status == 202 and headers["Content-Type"] == "application/json"
+    status, out, body = host.handle("POST", "/api/releases/web-1.4.2/pause", headers, b'{"reason": "demo"}')
+    assert status == 202 and out["Content-Type"] == "application/json"
 
 
 def test_a_service_bus_delivery_reaches_the_trigger(host, app):
-    status, _, _ = host.deliver(json.dumps(CANARY_EVENT).encode(), message_id="m-1")
+    raw = json.dumps(CANARY_EVENT).encode()
+    signed = {"releaseSignature": sign(raw, TEST_KEY), "releaseKeyId": TEST_KEY_ID}
+    status, _, _ = host.deliver(raw, message_id="m-1", application_properties=signed)
     assert status == 202
     assert app.service.get("web-1.4.2").phase.value == "deploying"
 

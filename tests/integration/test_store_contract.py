@@ -27,7 +27,7 @@ from shared.ports import (
     ReleaseWrite,
     Versioned,
 )
-from tests.builders import BLUE_GREEN_EVENT, SUBSCRIPTION, body, event, harness, spec
+from tests.builders import BLUE_GREEN_EVENT, SUBSCRIPTION, body, event, harness, ingest, person, spec
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 
@@ -236,7 +236,7 @@ def test_oversized_properties_and_batches_are_refused_before_they_reach_storage(
 def test_concurrent_deliveries_make_one_release_on_azurite(table_store):
     h = harness(store=table_store)
     with ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(lambda _: h.service.ingest(body(event()), message_id="m", source="sb"), range(6)))
+        results = list(pool.map(lambda _: ingest(h.service, body(event()), message_id="m", source="sb"), range(6)))
     assert [r.outcome for r in results].count("created") == 1
     assert [s.release_id for s in table_store.list_releases().items] == ["web-1.4.2"]
     created = [a for a in table_store.list_audit("web-1.4.2") if a.entry.action == "release.created"]
@@ -248,13 +248,13 @@ def test_concurrent_overrides_on_azurite_never_lose_an_update(table_store):
     from shared.domain.model import OverrideKind
 
     h = harness(store=table_store)
-    h.service.ingest(body(event()), message_id=None, source="http")
+    ingest(h.service, body(event()), message_id=None, source="http")
     barrier = threading.Barrier(4)
 
     def pause(_):
         barrier.wait()
         try:
-            h.service.override("web-1.4.2", OverrideKind.PAUSE, actor="p", reason="race")
+            h.service.override("web-1.4.2", OverrideKind.PAUSE, actor=person("p"), reason="race")
             return "ok"
         except OverrideRefused:
             return "refused"

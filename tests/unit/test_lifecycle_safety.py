@@ -26,7 +26,7 @@ from shared.domain.model import (
     SwapState,
     SwapStatus,
 )
-from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, spec
+from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, person, spec
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 RID = "web-1.4.2"
@@ -193,8 +193,8 @@ def test_release_site_is_a_persons_word_for_a_failed_release_only():
     assert override_refusal(failed(holds_site=False), OverrideKind.RELEASE_SITE, NOW) == "the site is already free"
     tracked = failed(swap=SwapProgress("rollback", NOW - timedelta(hours=2), "tok"))
     assert "has not been seen to end" in override_refusal(tracked, OverrideKind.RELEASE_SITE, NOW)
-    released = apply_override(failed(), Override(OverrideKind.RELEASE_SITE, "oncall", "swapped by hand"), NOW)
-    assert not released.release.holds_site and released.audit[0].actor == "oncall"
+    released = apply_override(failed(), Override(OverrideKind.RELEASE_SITE, person("oncall"), "swapped by hand"), NOW)
+    assert not released.release.holds_site and released.audit[0].actor == "oncall (aad:tests/oncall)"
     assert released.release.phase is Phase.FAILED
 
 
@@ -269,6 +269,6 @@ def test_an_override_never_asks_for_a_platform_action():
     for kind in (OverrideKind.PAUSE, OverrideKind.ROLLBACK, OverrideKind.PROMOTE_FULL):
         r = rel(phase=Phase.SHIFTING, step=0, weight=10.0)
         if override_refusal(r, kind) is None:
-            assert apply_override(r, Override(kind, "pat", "x"), NOW).effects == ()
+            assert apply_override(r, Override(kind, person("pat"), "x"), NOW).effects == ()
     with pytest.raises(OverrideRefused):
-        apply_override(replace(rel(), phase=Phase.SUCCEEDED), Override(OverrideKind.PAUSE, "pat", "x"), NOW)
+        apply_override(replace(rel(), phase=Phase.SUCCEEDED), Override(OverrideKind.PAUSE, person("pat"), "x"), NOW)

@@ -35,7 +35,7 @@ from shared.domain.model import (
     ValidationProgress,
     VersionStats,
 )
-from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, event, spec
+from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, event, person, spec
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 RID = "web-1.4.2"
@@ -497,7 +497,7 @@ def test_a_transient_failure_keeps_the_state_and_counts_the_attempt():
 
 
 def override(kind, actor="bob@contoso.com", reason="because"):
-    return Override(OverrideKind(kind), actor, reason)
+    return Override(OverrideKind(kind), person(actor), reason)
 
 
 OVERRIDE_CASES = [
@@ -540,7 +540,7 @@ def test_override(release, kind, phase, paused):
     decision = apply_override(release, override(kind), NOW)
     assert decision.release.phase is phase
     assert decision.release.paused is paused
-    assert decision.audit[0].actor == "bob@contoso.com"
+    assert decision.audit[0].actor == person("bob@contoso.com").label
     assert "because" in decision.audit[0].message
     assert decision.effects == (), "overrides never call Azure"
 
@@ -655,7 +655,7 @@ GATED = event(
     analysis={
         "providers": [
             {"type": "http"},
-            {"type": "webhook", "url": "https://gate.example/ok", "stages": ["beforeTraffic", "eachStep"]},
+            {"type": "webhook", "gate": "gate", "stages": ["beforeTraffic", "eachStep"]},
         ]
     }
 )
@@ -701,12 +701,10 @@ def test_a_webhook_gate_that_says_no_rolls_back_with_its_answer():
 def test_a_before_promotion_gate_is_asked_right_before_the_swap_even_after_a_person_approved():
     doc = event(
         promotion="manual",
-        analysis={
-            "providers": [{"type": "http"}, {"type": "webhook", "url": "https://g/x", "stages": ["beforePromotion"]}]
-        },
+        analysis={"providers": [{"type": "http"}, {"type": "webhook", "gate": "gate", "stages": ["beforePromotion"]}]},
     )
     waiting = rel(doc, phase=Phase.AWAITING_APPROVAL, gate=Gate.BEFORE_PROMOTION, step=1, weight=50.0)
-    approved = apply_override(waiting, Override(OverrideKind.APPROVE, "pat", "go"), NOW)
+    approved = apply_override(waiting, Override(OverrideKind.APPROVE, person("pat"), "go"), NOW)
     asked = decide(approved.release, obs(sl=slots(staging=RID, weight=50)), NOW)
     assert asked.release.phase is Phase.PROMOTING and asked.effects == ()
     assert asked.release.gate_pending.value == "beforePromotion"

@@ -35,7 +35,7 @@ from shared.domain.model import (
     SiteState,
     VersionStats,
 )
-from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, event, spec
+from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, event, person, spec
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 OLD = "previous-release"
@@ -91,7 +91,7 @@ documents = st.sampled_from(
                     {"type": "http"},
                     {
                         "type": "webhook",
-                        "url": "https://gate.example/x",
+                        "gate": "gate",
                         "stages": ["beforeTraffic", "eachStep", "beforePromotion"],
                     },
                 ]
@@ -220,7 +220,7 @@ def run(doc, swap_duration, history) -> World:
         else:
             refusal = override_refusal(before, event_.kind)
             try:
-                decision = apply_override(before, Override(event_.kind, "pat", "testing"), world.now)
+                decision = apply_override(before, Override(event_.kind, person("pat"), "testing"), world.now)
             except OverrideRefused as refused:
                 assert refusal is not None and refused.reason == refusal and refused.reason.strip()
                 continue
@@ -244,7 +244,7 @@ def test_a_final_phase_is_reachable_from_every_phase(doc, swap_duration, history
     world = run(doc, swap_duration, history)
     if not world.release.is_final and override_refusal(world.release, OverrideKind.ROLLBACK) is None:
         world.release = apply_override(
-            world.release, Override(OverrideKind.ROLLBACK, "pat", "abandon"), world.now
+            world.release, Override(OverrideKind.ROLLBACK, person("pat"), "abandon"), world.now
         ).release
     settle(world)
     assert world.release.is_final, (world.release.phase, world.release.reason)
@@ -268,7 +268,7 @@ def test_healthy_evidence_and_approvals_always_end_in_success(doc, history):
             break
         if world.release.phase is Phase.AWAITING_APPROVAL:
             world.release = apply_override(
-                world.release, Override(OverrideKind.APPROVE, "pat", "ok"), world.now
+                world.release, Override(OverrideKind.APPROVE, person("pat"), "ok"), world.now
             ).release
             continue
         before = world.release
@@ -289,8 +289,8 @@ def test_every_override_in_every_phase_is_either_allowed_or_refused_with_a_reaso
                 if kind is OverrideKind.RETRY:
                     continue
                 if reason is None:
-                    decision = apply_override(release, Override(kind, "pat", "why"), T0)
-                    assert decision.audit and decision.audit[0].actor == "pat"
+                    decision = apply_override(release, Override(kind, person("pat"), "why"), T0)
+                    assert decision.audit and decision.audit[0].actor == person("pat").label
                 else:
                     assert reason.strip()
 
@@ -305,7 +305,7 @@ def test_without_platform_faults_every_rollback_ends_rolled_back_with_no_traffic
         return
     if override_refusal(world.release, OverrideKind.ROLLBACK) is None:
         world.release = apply_override(
-            world.release, Override(OverrideKind.ROLLBACK, "pat", "abandon"), world.now
+            world.release, Override(OverrideKind.ROLLBACK, person("pat"), "abandon"), world.now
         ).release
     settle(world)
     assert world.release.phase in (Phase.ROLLED_BACK, Phase.CANCELLED), (world.release.phase, world.release.reason)

@@ -19,7 +19,7 @@ from shared.domain.schema import (
     spec_from_document,
     spec_to_document,
 )
-from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, body, event
+from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, SUBSCRIPTION, body, event
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,25 +153,33 @@ def test_defaults_are_filled_in_for_validation_and_analysis():
         ),
         ("promotion takes auto or manual", event(promotion="sometimes"), "promotion", "one of"),
         (
-            "a webhook needs a url",
-            event(analysis={"providers": [{"type": "webhook"}]}),
-            "analysis.providers[0].url",
-            "required",
-        ),
-        (
             "a field that does not apply to a provider is named",
             event(analysis={"providers": [{"type": "azureMonitor", "path": "/"}]}),
             "analysis.providers[0].path",
             "does not apply",
         ),
         (
-            "webhook secrets come only from WEBHOOK_SECRET_ settings",
-            event(
-                analysis={
-                    "providers": [{"type": "webhook", "url": "https://g/x", "secretSetting": "AzureWebJobsStorage"}]
-                }
-            ),
-            "analysis.providers[0].secretSetting",
+            "an event names a webhook gate; it cannot point one at a URL or a key",
+            event(analysis={"providers": [{"type": "webhook", "url": "https://169.254.169.254/", "gate": "g"}]}),
+            "analysis.providers[0].url",
+            "is not a known field",
+        ),
+        (
+            "a webhook gate needs a name",
+            event(analysis={"providers": [{"type": "webhook"}]}),
+            "analysis.providers[0].gate",
+            "is required",
+        ),
+        (
+            "a check path is a path on the slot, never another host",
+            event(validation={"checks": [{"path": "//evil.example/x"}]}),
+            "validation.checks[0].path",
+            "must match",
+        ),
+        (
+            "a name ending in a newline is not a name",
+            event(target={"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg", "site": "s", "slot": "production\n"}),
+            "target.slot",
             "must match",
         ),
         ("an error rate is a fraction", event(analysis={"maxErrorRate": 5}), "analysis.maxErrorRate", "at most 1"),

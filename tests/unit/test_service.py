@@ -11,7 +11,7 @@ from shared.adapters.memory import InMemoryReleaseStore
 from shared.domain.lifecycle import OverrideRefused
 from shared.domain.model import Measurement, OverrideKind, Phase, ProviderKind, VersionStats
 from shared.ports import ConcurrencyConflict, ReleaseIdConflict, TerminalPlatformError, TransientPlatformError
-from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, body, event, harness, spec
+from tests.builders import BLUE_GREEN_EVENT, CANARY_EVENT, body, event, harness, ingest, person, spec
 
 RID = "web-1.4.2"
 
@@ -24,7 +24,7 @@ def drive(h, release_id, *, seconds=60, limit=60, approve=False):
         if release.is_final:
             break
         if approve and release.phase is Phase.AWAITING_APPROVAL:
-            h.service.override(release_id, OverrideKind.APPROVE, actor="carol", reason="looks good")
+            h.service.override(release_id, OverrideKind.APPROVE, actor=person("carol"), reason="looks good")
         h.tick(release_id, seconds)
         if seen[-1] != h.phase(release_id):
             seen.append(h.phase(release_id))
@@ -42,7 +42,7 @@ def until(h, release_id, phase, limit=20):
 def test_a_canary_goes_through_every_phase_and_its_audit_tells_the_story():
     h = harness()
     h.platform.add_site(spec().target, production_release="web-1.4.1", version="1.4.1")
-    result = h.service.ingest(body(CANARY_EVENT), message_id="m1", source="serviceBus")
+    result = ingest(h.service, body(CANARY_EVENT), message_id="m1", source="serviceBus")
     assert result.outcome == "created"
     assert result.release.phase is Phase.DEPLOYING, "ingestion starts the first action at once"
     assert h.platform.calls[:2] == [("observe", spec().target.site_key), ("deploy", spec().target.site_key)]
@@ -74,23 +74,23 @@ def test_a_canary_goes_through_every_phase_and_its_audit_tells_the_story():
 def test_a_blue_green_release_guards_production_then_succeeds():
     h = harness()
     h.platform.add_site(spec(BLUE_GREEN_EVENT).target, production_release="api-1.9.0")
-    h.service.ingest(body(BLUE_GREEN_EVENT), message_id=None, source="http")
+    ingest(h.service, body(BLUE_GREEN_EVENT), message_id=None, source="http")
     assert drive(h, "api-2.0.0") == ["deploying", "validating", "promoting", "guarding", "succeeded"]
 
 
 def test_manual_promotion_waits_for_a_person_and_records_who_approved():
     h = harness()
-    h.service.ingest(body(event(promotion="manual")), message_id=None, source="http")
+    ingest(h.service, body(event(promotion="manual")), message_id=None, source="http")
     phases = drive(h, RID, approve=True)
     assert "awaitingApproval" in phases and phases[-1] == "succeeded"
-    approvals = [a.entry for a in h.service.audit(RID) if a.entry.actor == "carol"]
+    approvals = [a.entry for a in h.service.audit(RID) if a.entry.actor == person("carol").label]
     assert approvals and "looks good" in approvals[0].message
 
 
 def test_an_invalid_event_is_stored_with_its_body_and_reason():
     h = harness()
     raw = b'{"version": 1}'
-    result = h.service.ingest(raw, message_id="m9", source="serviceBus")
+    result = ingest(h.service, raw, message_id="m9", source="serviceBus")
     assert result.outcome == "rejected"
     (stored,) = h.store.rejected
     assert stored.body == raw and stored.message_id == "m9"
@@ -99,8 +99,8 @@ def test_an_invalid_event_is_stored_with_its_body_and_reason():
 
 def test_a_repeated_delivery_is_a_no_op():
     h = harness()
-    first = h.service.ingest(body(CANARY_EVENT), message_id="m1", source="serviceBus")
-    again = h.service.ingest(body(CANARY_EVENT), message_id="m1", source="serviceBus")
+    first = ingest(h.service, body(CANARY_EVENT), message_id="m1", source="serviceBus")
+    again = ingest(h.service, body(CANARY_EVENT), message_id="m1", source="serviceBus")
     assert first.outcome == "created" and again.outcome == "duplicate"
     assert len(h.service.list().items) == 1
     assert sum(1 for c in h.platform.calls if c[0] == "deploy") == 1
@@ -108,16 +108,16 @@ def test_a_repeated_delivery_is_a_no_op():
 
 def test_the_same_release_id_with_a_different_plan_is_a_conflict():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     with pytest.raises(ReleaseIdConflict):
-        h.service.ingest(body(event(version="9.9.9")), message_id=None, source="http")
+        ingest(h.service, body(event(version="9.9.9")), message_id=None, source="http")
 
 
 def test_concurrent_deliveries_of_one_event_make_one_release():
     h = harness()
     with ThreadPoolExecutor(8) as pool:
         results = list(
-            pool.map(lambda _: h.service.ingest(body(CANARY_EVENT), message_id="m1", source="sb"), range(16))
+            pool.map(lambda _: ingest(h.service, body(CANARY_EVENT), message_id="m1", source="sb"), range(16))
         )
     assert sorted(r.outcome for r in results).count("created") == 1
     assert len(h.service.list().items) == 1
@@ -126,13 +126,13 @@ def test_concurrent_deliveries_of_one_event_make_one_release():
 
 def test_concurrent_overrides_never_lose_an_update():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     barrier = threading.Barrier(2)
 
     def act(kind):
         barrier.wait()
         try:
-            h.service.override(RID, kind, actor=kind.value, reason="race")
+            h.service.override(RID, kind, actor=person(kind.value), reason="race")
             return "ok"
         except OverrideRefused as refused:
             return refused.reason
@@ -151,13 +151,13 @@ def test_concurrent_overrides_never_lose_an_update():
 
 def test_the_same_override_twice_at_once_applies_once_and_refuses_the_other():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     barrier = threading.Barrier(2)
 
     def pause(_):
         barrier.wait()
         try:
-            h.service.override(RID, OverrideKind.PAUSE, actor="x", reason="race")
+            h.service.override(RID, OverrideKind.PAUSE, actor=person("x"), reason="race")
             return "ok"
         except OverrideRefused as refused:
             return refused.reason
@@ -181,13 +181,15 @@ class ConflictOnce:
     def commit(self, site_key, writes, site=None):
         if not self.fired and writes and writes[0].etag is not None:
             self.fired = True
-            self.service_ref().override(writes[0].release.id, OverrideKind.PAUSE, actor="dana", reason="hold on")
+            self.service_ref().override(
+                writes[0].release.id, OverrideKind.PAUSE, actor=person("dana"), reason="hold on"
+            )
         return self.inner.commit(site_key, writes, site)
 
 
 def test_a_reconcile_that_loses_an_etag_race_decides_again_on_fresh_state():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     h.service.store = ConflictOnce(h.store, lambda: h.service)
     h.tick(RID)
     release = h.service.get(RID)
@@ -197,7 +199,7 @@ def test_a_reconcile_that_loses_an_etag_race_decides_again_on_fresh_state():
 
 def test_a_transient_platform_failure_keeps_the_state_and_retries():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     before = h.service.get(RID)
     h.platform.fail_next("observe", TransientPlatformError("429 Too Many Requests", status=429))
     h.tick(RID)
@@ -209,7 +211,7 @@ def test_a_transient_platform_failure_keeps_the_state_and_retries():
 
 def test_a_terminal_platform_failure_rolls_back_with_a_message_for_the_operator():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     until(h, RID, "shifting")
     h.platform.fail_next(
         "observe", TerminalPlatformError("403: grant the controller Website Contributor on the site", status=403)
@@ -224,8 +226,11 @@ def test_a_terminal_platform_failure_rolls_back_with_a_message_for_the_operator(
 
 def test_a_crash_after_the_swap_and_before_the_save_does_not_swap_twice():
     h = harness()
-    h.service.ingest(
-        body(event(strategy={"type": "canary", "steps": [{"weight": 50, "bake": 0}]})), message_id=None, source="http"
+    ingest(
+        h.service,
+        body(event(strategy={"type": "canary", "steps": [{"weight": 50, "bake": 0}]})),
+        message_id=None,
+        source="http",
     )
     original_commit = h.store.commit
     crashed = {"done": False}
@@ -252,8 +257,8 @@ def test_a_crash_after_the_swap_and_before_the_save_does_not_swap_twice():
 def test_a_second_release_supersedes_one_that_has_not_reached_users():
     h = harness()
     h.platform.warmup_observations = 5
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
-    newer = h.service.ingest(body(event(releaseId="web-1.4.3", version="1.4.3")), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
+    newer = ingest(h.service, body(event(releaseId="web-1.4.3", version="1.4.3")), message_id=None, source="http")
     old = h.service.get(RID)
     assert old.phase is Phase.CANCELLED and old.superseded_by == "web-1.4.3"
     assert newer.release.phase is Phase.DEPLOYING
@@ -261,9 +266,9 @@ def test_a_second_release_supersedes_one_that_has_not_reached_users():
 
 def test_a_second_release_queues_behind_a_canary_and_starts_when_it_finishes():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     until(h, RID, "shifting")
-    queued = h.service.ingest(body(event(releaseId="web-1.4.3", version="1.4.3")), message_id=None, source="http")
+    queued = ingest(h.service, body(event(releaseId="web-1.4.3", version="1.4.3")), message_id=None, source="http")
     assert queued.release.phase is Phase.PENDING
     drive(h, RID)
     assert h.phase(RID) == "succeeded"
@@ -272,51 +277,51 @@ def test_a_second_release_queues_behind_a_canary_and_starts_when_it_finishes():
 
 def test_retry_after_a_rollback_starts_a_linked_release_with_the_same_plan():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
-    h.service.override(RID, OverrideKind.ROLLBACK, actor="erin", reason="wrong build")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
+    h.service.override(RID, OverrideKind.ROLLBACK, actor=person("erin"), reason="wrong build")
     drive(h, RID)
     assert h.phase(RID) == "rolledBack"
-    retried = h.service.override(RID, OverrideKind.RETRY, actor="erin", reason="fixed config")
+    retried = h.service.override(RID, OverrideKind.RETRY, actor=person("erin"), reason="fixed config")
     assert retried.id == f"{RID}-retry1" and retried.spec.retry_of == RID
     assert retried.phase is Phase.DEPLOYING
     old = h.service.get(RID)
     assert old.phase is Phase.ROLLED_BACK and old.retried_as == retried.id
     with pytest.raises(OverrideRefused):
-        h.service.override(RID, OverrideKind.RETRY, actor="erin", reason="again")
+        h.service.override(RID, OverrideKind.RETRY, actor=person("erin"), reason="again")
 
 
 def test_overrides_only_record_intent_and_never_call_app_service():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     calls = list(h.platform.calls)
-    h.service.override(RID, OverrideKind.PAUSE, actor="x", reason="y")
-    h.service.override(RID, OverrideKind.RESUME, actor="x", reason="y")
-    h.service.override(RID, OverrideKind.ROLLBACK, actor="x", reason="y")
+    h.service.override(RID, OverrideKind.PAUSE, actor=person("x"), reason="y")
+    h.service.override(RID, OverrideKind.RESUME, actor=person("x"), reason="y")
+    h.service.override(RID, OverrideKind.ROLLBACK, actor=person("x"), reason="y")
     assert h.platform.calls == calls
 
 
 def test_a_paused_release_holds_its_weight_until_resumed():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     until(h, RID, "shifting")
     h.tick(RID)
-    h.service.override(RID, OverrideKind.PAUSE, actor="x", reason="investigating")
+    h.service.override(RID, OverrideKind.PAUSE, actor=person("x"), reason="investigating")
     for _ in range(20):
         h.tick(RID, 120)
     release = h.service.get(RID)
     assert release.phase is Phase.SHIFTING and release.step == 0 and release.weight == 10
-    h.service.override(RID, OverrideKind.RESUME, actor="x", reason="all clear")
+    h.service.override(RID, OverrideKind.RESUME, actor=person("x"), reason="all clear")
     assert drive(h, RID)[-1] == "succeeded"
 
 
 def test_rollback_during_a_slow_swap_waits_for_it_and_swaps_back():
     h = harness(swap_duration=3)
     h.platform.add_site(spec(BLUE_GREEN_EVENT).target, production_release="api-1.9.0")
-    h.service.ingest(body(BLUE_GREEN_EVENT), message_id=None, source="http")
+    ingest(h.service, body(BLUE_GREEN_EVENT), message_id=None, source="http")
     for _ in range(3):
         h.tick("api-2.0.0")
     assert h.phase("api-2.0.0") == "promoting"
-    h.service.override("api-2.0.0", OverrideKind.ROLLBACK, actor="x", reason="abort")
+    h.service.override("api-2.0.0", OverrideKind.ROLLBACK, actor=person("x"), reason="abort")
     assert drive(h, "api-2.0.0")[-1] == "rolledBack"
     site = h.platform.sites[spec(BLUE_GREEN_EVENT).target.site_key]
     assert site.production.settings["RELEASE_ID"] == "api-1.9.0"
@@ -327,7 +332,7 @@ def test_a_bad_canary_is_rolled_back_at_its_first_step():
     h = harness()
     bad = (Measurement(ProviderKind.HTTP, VersionStats(200, 40, 20.0), VersionStats(2000, 2, 20.0)),)
     h.analyzer.script = lambda release, now: bad
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     phases = drive(h, RID)
     assert phases[:3] == ["deploying", "validating", "shifting"] and phases[-1] == "rolledBack"
     actions = [a.entry.action for a in h.service.audit(RID)]
@@ -338,8 +343,8 @@ def test_a_bad_canary_is_rolled_back_at_its_first_step():
 
 def test_the_timer_isolates_a_failing_release_from_the_others():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
-    h.service.ingest(body(BLUE_GREEN_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(BLUE_GREEN_EVENT), message_id=None, source="http")
     h.platform.fail_next("observe", RuntimeError("a bug"))
     h.clock.advance(60)
     report = h.service.reconcile_due(budget_seconds=60, concurrency=2)
@@ -349,7 +354,7 @@ def test_the_timer_isolates_a_failing_release_from_the_others():
 
 def test_the_timer_starts_nothing_after_its_budget():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
     report = h.service.reconcile_due(budget_seconds=0, concurrency=1)
     assert report.skipped_for_budget == [RID]
 
@@ -360,16 +365,16 @@ def test_a_storage_outage_is_raised_so_the_message_is_redelivered():
     h = harness()
     h.store.unavailable = True
     with pytest.raises(StoreUnavailable):
-        h.service.ingest(body(CANARY_EVENT), message_id="m1", source="serviceBus")
+        ingest(h.service, body(CANARY_EVENT), message_id="m1", source="serviceBus")
 
 
 def test_conflicts_that_never_stop_give_up_with_a_retryable_error():
     h = harness()
-    h.service.ingest(body(CANARY_EVENT), message_id=None, source="http")
+    ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
 
     def always_conflict(*args, **kwargs):
         raise ConcurrencyConflict("someone else")
 
     h.store.commit = always_conflict
     with pytest.raises(ConcurrencyConflict):
-        h.service.override(RID, OverrideKind.PAUSE, actor="x", reason="y")
+        h.service.override(RID, OverrideKind.PAUSE, actor=person("x"), reason="y")

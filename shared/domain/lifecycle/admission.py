@@ -16,8 +16,10 @@ from shared.domain.durations import format_duration
 from shared.domain.lifecycle.draft import Draft, OverrideRefused, pct
 from shared.domain.model import (
     CONTROLLER,
+    Actor,
     AuditEntry,
     Decision,
+    EffectivePolicy,
     LastGood,
     Observation,
     Override,
@@ -44,8 +46,24 @@ def supersedable(release: Release) -> bool:
     return release.phase in SUPERSEDABLE and not release.has_reached_users
 
 
-def new_release(spec: ReleaseSpec, now: datetime, *, actor: str, source: str) -> Decision:
-    release = Release(spec=spec, created_at=now, phase_since=now, updated_at=now, next_check_at=now)
+def new_release(
+    spec: ReleaseSpec,
+    now: datetime,
+    *,
+    actor: str,
+    source: str,
+    submitters: tuple[Actor, ...] = (),
+    policy: EffectivePolicy | None = None,
+) -> Decision:
+    release = Release(
+        spec=spec,
+        created_at=now,
+        phase_since=now,
+        updated_at=now,
+        next_check_at=now,
+        submitters=submitters,
+        policy=policy,
+    )
     t = spec.target
     requested = f", requested by {spec.metadata.requested_by}" if spec.metadata.requested_by else ""
     plan = (
@@ -62,9 +80,31 @@ def new_release(spec: ReleaseSpec, now: datetime, *, actor: str, source: str) ->
         Phase.PENDING,
         Phase.PENDING,
         0.0,
-        {"commit": spec.metadata.commit, "pipelineUrl": spec.metadata.pipeline_url, "retryOf": spec.retry_of},
+        {
+            "commit": spec.metadata.commit,
+            "pipelineUrl": spec.metadata.pipeline_url,
+            "retryOf": spec.retry_of,
+            "submitters": [s.id for s in submitters],
+        },
     )
-    return Decision(release, (), (entry,))
+    entries = [entry]
+    if policy is not None:
+        changed = "; ".join(policy.changes)
+        entries.append(
+            AuditEntry(
+                now,
+                CONTROLLER,
+                "policy.applied",
+                f"admitted under release policy rule {policy.rule} ({policy.digest})"
+                + (f": {changed}" if changed else "")
+                + ("; two-person rule: a submitter may not approve it" if policy.two_person else ""),
+                Phase.PENDING,
+                Phase.PENDING,
+                0.0,
+                {"rule": policy.rule, "digest": policy.digest, "changes": list(policy.changes)},
+            )
+        )
+    return Decision(release, (), tuple(entries))
 
 
 def _cancel_superseded(release: Release, by: Release, now: datetime) -> Decision:
@@ -179,10 +219,14 @@ def plan_retry(old: Release, override: Override, new_id: str, now: datetime) -> 
     if refusal is not None:
         raise OverrideRefused(refusal)
     spec = replace(old.spec, release_id=new_id, retry_of=old.id)
-    created = new_release(spec, now, actor=override.actor, source=f"retry of {old.id}: {override.reason}")
+    who = override.actor.label
+    # The same plan, admitted under the same policy; whoever retried it counts as a submitter too
+    # (the two-person rule keeps them from approving it).
+    submitters = (override.actor, *(s for s in old.submitters if s.id != override.actor.id))
+    created = new_release(
+        spec, now, actor=who, source=f"retry of {old.id}: {override.reason}", submitters=submitters, policy=old.policy
+    )
     d = Draft(old, now)
     d.update(retried_as=new_id)
-    d.record(
-        "override.retry", f"retried as release {new_id} by {override.actor}: {override.reason}", actor=override.actor
-    )
+    d.record("override.retry", f"retried as release {new_id} by {who}: {override.reason}", actor=who)
     return created, d.finish()

@@ -10,7 +10,7 @@ from shared.domain.lifecycle.admission import retry_refusal
 from shared.domain.lifecycle.draft import Draft, IllegalTransition, OverrideRefused
 from shared.domain.lifecycle.promotion import UNCONFIRMED_SWAP_SETTLES_SECONDS, start_promotion, succeed
 from shared.domain.lifecycle.shifting import complete_step, start_step
-from shared.domain.model import Decision, Gate, Override, OverrideKind, Phase, Release
+from shared.domain.model import Actor, ActorKind, Decision, Gate, Override, OverrideKind, Phase, Release, Role
 
 
 def swap_still_possible(release: Release, now: datetime) -> str | None:
@@ -32,8 +32,32 @@ def swap_still_possible(release: Release, now: datetime) -> str | None:
     return f"{asked} may still be running: wait until {until:%H:%M:%S} UTC"
 
 
-def override_refusal(release: Release, kind: OverrideKind, now: datetime | None = None) -> str | None:
-    """Why ``kind`` is not allowed now, or None when it is."""
+def approval_refusal(release: Release, kind: OverrideKind, actor: Actor) -> str | None:
+    """Who may approve (or promote-full, which approves the swap): a signed-in person with the role
+    (and group) the release's policy names, who is not one of the release's submitters."""
+    if actor.kind is not ActorKind.PERSON:
+        return "approvals need a signed-in person (App Service authentication); a function key or a pipeline cannot"
+    policy = release.policy
+    if kind is OverrideKind.APPROVE and release.gate is Gate.BEFORE_TRAFFIC:
+        rule = policy.before_traffic if policy else None
+    else:
+        rule = policy.before_promotion if policy else None
+    required = rule.role if rule else Role.APPROVER
+    if required not in actor.roles:
+        return f"approving this release needs the role {required}; {actor.label} does not have it"
+    if rule is not None and rule.group and rule.group not in actor.groups:
+        return f"approving this release needs membership of group {rule.group}; {actor.label} is not a member"
+    if policy is None or policy.two_person:
+        for submitter in release.submitters:
+            if submitter.id == actor.id:
+                return f"two-person rule: {actor.label} submitted or signed this release; someone else must approve it"
+    return None
+
+
+def override_refusal(
+    release: Release, kind: OverrideKind, now: datetime | None = None, actor: Actor | None = None
+) -> str | None:
+    """Why ``kind`` is not allowed now (for ``actor``, when given), or None when it is."""
     phase = release.phase
     if kind is OverrideKind.RETRY:
         return retry_refusal(release)
@@ -68,6 +92,8 @@ def override_refusal(release: Release, kind: OverrideKind, now: datetime | None 
         return "the release is already rolling back"
     elif kind is OverrideKind.APPROVE and phase is not Phase.AWAITING_APPROVAL:
         return f"nothing is waiting for approval; the release is {phase}"
+    if kind in (OverrideKind.APPROVE, OverrideKind.PROMOTE_FULL) and actor is not None:
+        return approval_refusal(release, kind, actor)
     return None
 
 
@@ -76,11 +102,11 @@ def apply_override(release: Release, override: Override, now: datetime) -> Decis
     kind = override.kind
     if kind is OverrideKind.RETRY:
         raise OverrideRefused("retry creates a new release: use plan_retry")
-    refusal = override_refusal(release, kind, now)
+    refusal = override_refusal(release, kind, now, override.actor)
     if refusal is not None:
         raise OverrideRefused(refusal)
     d = Draft(release, now)
-    actor, why = override.actor, override.reason
+    actor, why = override.actor.label, override.reason
     by = f" by {actor}: {why}"
     phase = release.phase
     if kind is OverrideKind.PAUSE:
