@@ -6,11 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .make
 
-.PHONY: test lint deps schema bench demo faults clean
+.PHONY: test lint security deps lock schema bench demo faults clean
 
+# The runtime is installed exactly as locked: every package pinned and its hash checked. The dev
+# tools go in afterwards, in a separate step, and may not change what the runtime locked.
 $(STAMPS)/python: requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip check
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/node: devstack/package.json devstack/package-lock.json
@@ -19,9 +23,18 @@ $(STAMPS)/node: devstack/package.json devstack/package-lock.json
 
 deps: $(STAMPS)/python $(STAMPS)/node
 
-lint: $(STAMPS)/python
+lint: $(STAMPS)/python security
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Static security checks on the deployed code: clean at medium severity and above.
+security: $(STAMPS)/python
+	$(BIN)/bandit --quiet --recursive -ll shared functions function_app.py
+
+# Recompile the hashed lock from requirements.in after changing a runtime dependency.
+lock: $(STAMPS)/python
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links --strip-extras --output-file requirements.txt requirements.in
 
 test: deps lint
 	$(BIN)/python -m pytest

@@ -631,10 +631,10 @@ class AppServiceSlotPlatform:
                     moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
                     if first <= moment < last and point.get(field) is not None:
                         minutes.setdefault(name, {})[stamp] = float(point[field])
-        requests = minutes.get("Requests", {})
+        per_minute = minutes.get("Requests", {})
         latency = minutes.get("HttpResponseTime", {})
-        served = sum(requests.values())
-        weighted = sum(latency[m] * requests.get(m, 0) for m in latency)
+        served = sum(per_minute.values())
+        weighted = sum(latency[m] * per_minute.get(m, 0) for m in latency)
         return VersionStats(
             requests=int(served),
             errors=int(sum(minutes.get("Http5xx", {}).values())),
