@@ -45,10 +45,12 @@ class HttpProber:
 
     def get(self, url: str, *, timeout: float, cookies: dict[str, str] | None = None) -> ProbeResult:
         deadline = RECONCILE_DEADLINE.get()
+        clipped = False
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BudgetSpent("the reconcile's time budget is spent")
+            clipped = remaining < timeout
             timeout = min(timeout, remaining)
         started = time.perf_counter()
         try:
@@ -57,6 +59,10 @@ class HttpProber:
             response.close()
             return ProbeResult(response.status_code, body, (time.perf_counter() - started) * 1000)
         except requests.Timeout:
+            if clipped:
+                # Cut short by the reconcile's budget, not by the check's own timeout: that is no
+                # verdict on the slot, so it must not count as a failed probe.
+                raise BudgetSpent("the reconcile's time budget ran out during a probe") from None
             return ProbeResult(None, "", (time.perf_counter() - started) * 1000, f"no answer within {timeout:g}s")
         except requests.RequestException as exc:
             reason = type(exc).__name__
