@@ -24,6 +24,8 @@ from shared.api import (
     parse_action,
     parse_list_query,
     parse_reason,
+    parse_rejections_query,
+    rejection_view,
     release_view,
     require_json,
     summary_view,
@@ -253,6 +255,19 @@ def get_policy(req: func.HttpRequest) -> func.HttpResponse:
         )
 
     return _handle(req, "GET /api/policy", work)
+
+
+@bp.function_name("list_rejections")
+@bp.route(route="rejections", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_rejections(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        _who(req, "rejections")
+        service = bootstrap.get_service()
+        query = parse_rejections_query(dict(req.params), service.clock.now().strftime("%Y-%m-%d"))
+        rows = service.rejections(query.day, query.limit)
+        return _json(200, {"day": query.day, "items": [rejection_view(r) for r in rows]})
+
+    return _handle(req, "GET /api/rejections", work)
 
 
 @bp.function_name("healthz")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from shared.adapters.codec import actor_to_record, iso, policy_to_record
@@ -291,3 +292,50 @@ def parse_list_query(params: Mapping[str, str]) -> ListQuery:
     return ListQuery(
         site_key=site_key, site=site if site_key is None else None, phase=phase, limit=limit, cursor=cursor
     )
+
+
+@dataclass(frozen=True)
+class RejectionsQuery:
+    day: str
+    limit: int
+
+
+def parse_rejections_query(params: Mapping[str, str], today: str) -> RejectionsQuery:
+    errors: list[tuple[str, str]] = []
+    known = {"day", "limit", "code"}  # code: the function key
+    errors += [(k[:64], "is not a known query parameter (day, limit)") for k in params if k not in known]
+    day = params.get("day") or today
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", day, flags=re.ASCII):
+        errors.append(("day", "must be a UTC date, YYYY-MM-DD"))
+    else:
+        try:
+            datetime.strptime(day, "%Y-%m-%d")
+        except ValueError:
+            errors.append(("day", "must be a UTC date, YYYY-MM-DD"))
+    limit = 50
+    if params.get("limit"):
+        raw = params["limit"]
+        if not re.fullmatch(r"[0-9]{1,3}", raw, flags=re.ASCII) or not 1 <= int(raw) <= MAX_PAGE:
+            errors.append(("limit", f"must be an integer from 1 to {MAX_PAGE}"))
+        else:
+            limit = int(raw)
+    if errors:
+        raise bad_request("the query is not valid", errors)
+    return RejectionsQuery(day, limit)
+
+
+def rejection_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored rejection as the API shows it: the body as text (it was stored with setting values
+    redacted), the errors as fields."""
+    body = bytes(row.get("body") or b"")
+    return {
+        "id": row["id"],
+        "receivedAt": row["receivedAt"],
+        "source": row["source"],
+        "messageId": row["messageId"],
+        "reason": row["reason"],
+        "errors": [{"field": f or "(event)", "message": m} for f, m in row["errors"]],
+        "body": body.decode("utf-8", errors="replace"),
+        "bodyLength": row["bodyLength"],
+        "bodyTruncated": row["bodyTruncated"],
+    }

@@ -250,6 +250,10 @@ class ReleaseStore(Protocol):
 
     def save_rejected(self, event: RejectedEvent) -> str: ...
 
+    def list_rejected(self, day: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The events rejected on ``day`` (``YYYY-MM-DD``), newest first, as stored (redacted)."""
+        ...
+
 
 # ---------------------------------------------------------------------------------------------
 # App Service

@@ -92,9 +92,11 @@ TEST_KEY = "signing-key-for-the-tests-only"
 
 
 def policy_for_tests(gates: dict[str, NamedGate] | None = None, **rule: Any) -> Policy:
-    """Every site, from the tests' signing key or a person with the submitter role, images from
-    contoso.azurecr.io or docker.io, packages from Azure blob storage; two-person rule on."""
+    """Every site of the tests' subscription, from the tests' signing key or a person with the
+    submitter role, images from contoso.azurecr.io or docker.io, packages from Azure blob storage;
+    two-person rule on."""
     options: dict[str, Any] = {
+        "subscription": SUBSCRIPTION,
         "sources": (Source(hmac_key=TEST_KEY_ID), Source(person_role=Role.SUBMITTER)),
         "artifacts": Artifacts(
             registries=("contoso.azurecr.io", "docker.io"), package_hosts=("*.blob.core.windows.net",)

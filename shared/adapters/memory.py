@@ -17,6 +17,7 @@ from typing import Any
 from shared.adapters.codec import (
     audit_from_record,
     audit_to_record,
+    iso,
     release_from_records,
     site_from_record,
     site_to_record,
@@ -240,6 +241,26 @@ class InMemoryReleaseStore:
             self._check_available()
             self.rejected.append(event)
             return str(len(self.rejected))
+
+    def list_rejected(self, day: str, limit: int = 1000) -> list[dict[str, Any]]:
+        with self._lock:
+            self._check_available()
+            found = [(i, e) for i, e in enumerate(self.rejected) if e.received_at.strftime("%Y-%m-%d") == day]
+        found.sort(key=lambda ie: (ie[1].received_at, ie[0]), reverse=True)
+        return [
+            {
+                "id": f"{day}/{i}",
+                "receivedAt": iso(e.received_at),
+                "source": e.source,
+                "messageId": e.message_id,
+                "reason": e.reason,
+                "errors": [list(pair) for pair in e.errors],
+                "body": e.body,
+                "bodyLength": len(e.body),
+                "bodyTruncated": False,
+            }
+            for i, e in found[:limit]
+        ]
 
 
 def summarize(r: Release) -> ReleaseSummary:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -559,9 +560,13 @@ class TableReleaseStore:
             self._table("RejectedEvents").create_entity(_guard(entity))
         return f"{day}/{row_key}"
 
-    def list_rejected(self, day: str) -> list[dict[str, Any]]:
+    def list_rejected(self, day: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The events rejected on ``day`` (``YYYY-MM-DD``), newest first, bodies as stored (redacted)."""
         with self._errors("listing rejected events"):
-            rows = list(self._table("RejectedEvents").query_entities("PartitionKey eq @pk", parameters={"pk": day}))
+            query = self._table("RejectedEvents").query_entities(
+                "PartitionKey eq @pk", parameters={"pk": day}, results_per_page=min(limit, 1000)
+            )
+            rows = list(itertools.islice(query, limit))
         out = []
         for row in rows:
             body = b"".join(bytes(row.get(f"Body{i}") or b"") for i in range(int(row["BodyChunks"])))

@@ -195,9 +195,12 @@ def _artifact_errors(spec: ReleaseSpec, rules: Artifacts) -> list[tuple[str, str
     artifact = spec.artifact
     if artifact.kind == "container":
         host, repository = _registry(artifact.ref)
-        image = f"{host}/{repository}".lower()
+        name = repository.split("@", 1)[0]
+        if ":" in name.rsplit("/", 1)[-1]:
+            name = name.rsplit(":", 1)[0]  # the tag
+        image = f"{host}/{name}".lower()
         allowed = [r.lower().rstrip("/") for r in rules.registries]
-        if not any(image == a or image.startswith(a + "/") or image.startswith(a + ":") or host == a for a in allowed):
+        if not any(image == a or image.startswith(a + "/") or host == a for a in allowed):
             where = ", ".join(rules.registries) or "none"
             errors.append(("artifact.container", f"{host} is not a registry this site may release from ({where})"))
         if rules.require_digest and not DIGEST.search(artifact.ref):

@@ -3,6 +3,8 @@ read side of the API."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.domain import lifecycle
 from shared.domain.model import Actor, Override, OverrideKind, Phase, Release
 from shared.ports import ConcurrencyConflict, Page, ReleaseSummary, StoredAudit
@@ -43,3 +45,7 @@ class Overrides(ServiceBase):
         cursor: str | None = None,
     ) -> Page[ReleaseSummary]:
         return self.store.list_releases(site_key=site_key, site=site, phase=phase, limit=limit, cursor=cursor)
+
+    def rejections(self, day: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The events refused on ``day`` (UTC, ``YYYY-MM-DD``), newest first, setting values redacted."""
+        return self.store.list_rejected(day, limit)

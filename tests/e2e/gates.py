@@ -44,9 +44,11 @@ class Gate:
                     answer = 200
                 if isinstance(answer, tuple):
                     answer, body = answer
+                if answer == "redirect":
+                    answer = 302
                 try:
                     self.send_response(answer if signed else 401)
-                    if answer in {"redirect", 302}:
+                    if answer == 302:
                         self.send_header("Location", "https://169.254.169.254/latest/meta-data/")
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()

@@ -382,6 +382,27 @@ def test_a_bad_query_is_a_problem_naming_the_parameter(indexed, app, params, fie
     assert_problem(response, doc, 400, field)
 
 
+REJECTION_QUERIES = [
+    ({"day": "2026-13-01"}, "day"),
+    ({"day": "2026-02-30"}, "day"),
+    ({"day": "26-11-27"}, "day"),
+    ({"day": "２０２６-11-27"}, "day"),
+    ({"day": "2026-11-27\n"}, "day"),
+    ({"day": "2026-11-27' or 1 eq 1"}, "day"),
+    ({"limit": "0"}, "limit"),
+    ({"limit": "٣"}, "limit"),
+    ({"since": "yesterday"}, "since"),
+]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"), REJECTION_QUERIES, ids=[f"rejections-{i}" for i in range(len(REJECTION_QUERIES))]
+)
+def test_a_bad_rejections_query_is_a_problem_naming_the_parameter(indexed, app, params, field):
+    response, doc = http(indexed, "list_rejections", path="/api/rejections", params=params, who="rita")
+    assert_problem(response, doc, 400, field)
+
+
 # -- route parameters ---------------------------------------------------------------------------------------
 
 RELEASE_IDS = ["web-1\n", "../../etc/passwd", "x" * 300, "a%00b", "wéb", "", "a b", "<script>"]
@@ -497,6 +518,15 @@ def test_a_malformed_principal_is_a_problem_never_an_identity(indexed, app, head
 
 
 def test_the_corpus_is_at_least_150_cases():
-    cases = 2 * len(EVENTS) + len(MESSAGES) + len(QUERIES) + 2 * len(RELEASE_IDS) + 7 + len(OVERRIDES) + 4
+    cases = (
+        2 * len(EVENTS)
+        + len(MESSAGES)
+        + len(QUERIES)
+        + len(REJECTION_QUERIES)
+        + 2 * len(RELEASE_IDS)
+        + 7
+        + len(OVERRIDES)
+        + 4
+    )
     cases += len(SIGNATURES) + len(PRINCIPALS)
     assert cases >= 150, cases

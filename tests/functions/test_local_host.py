@@ -36,6 +36,7 @@ def test_it_finds_every_trigger_of_the_app(host):
         "get_release_audit",
         "override_release",
         "get_policy",
+        "list_rejections",
         "healthz",
     }
     assert [(name, seconds) for name, seconds, _ in host.timers] == [("reconcile_timer", 5.0)]

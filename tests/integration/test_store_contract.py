@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.adapters.memory import InMemoryReleaseStore
-from shared.adapters.table_store import MAX_STRING_UTF16_UNITS, EntityTooLarge, TableReleaseStore, _guard, table_key
+from shared.adapters.table_store import MAX_STRING_UTF16_UNITS, EntityTooLarge, _guard, table_key
 from shared.domain.lifecycle import new_release
 from shared.domain.model import AuditEntry, Phase, SiteState
 from shared.domain.schema import spec_fingerprint
@@ -203,11 +203,19 @@ def test_listing_filters_by_site_and_phase_and_pages_newest_first(store):
 def test_a_rejected_event_keeps_its_whole_body_and_reason(store):
     raw = b'{"broken": ' + b"\xff" * 100
     store.save_rejected(RejectedEvent(NOW, "serviceBus", "m-1", "the event is not UTF-8 text", [("", "bad")], raw))
-    if isinstance(store, TableReleaseStore):
-        (row,) = store.list_rejected("2026-11-26")
-        assert row["body"] == raw and row["reason"] == "the event is not UTF-8 text" and row["messageId"] == "m-1"
-    else:
-        assert store.rejected[0].body == raw
+    (row,) = store.list_rejected("2026-11-26")
+    assert row["body"] == raw and row["reason"] == "the event is not UTF-8 text" and row["messageId"] == "m-1"
+    assert row["errors"] == [["", "bad"]] and row["bodyLength"] == len(raw)
+
+
+def test_rejections_are_listed_per_day_newest_first_up_to_the_limit(store):
+    for minute in range(5):
+        at = NOW + timedelta(minutes=minute)
+        store.save_rejected(RejectedEvent(at, "http", f"m-{minute}", f"reason {minute}", [], b"{}"))
+    store.save_rejected(RejectedEvent(NOW + timedelta(days=1), "http", "tomorrow", "later", [], b"{}"))
+    assert [r["messageId"] for r in store.list_rejected("2026-11-26", 3)] == ["m-4", "m-3", "m-2"]
+    assert [r["messageId"] for r in store.list_rejected("2026-11-27")] == ["tomorrow"]
+    assert store.list_rejected("2026-11-25") == []
 
 
 def test_a_large_rejected_body_is_split_across_properties(table_store):
