@@ -30,6 +30,7 @@ from shared.api import (
     require_json,
     summary_view,
 )
+from shared.authority.policy_file import PolicyError
 from shared.authority.principals import BadPrincipal, Forbidden, NotAuthenticated, caller, require
 from shared.authority.proofs import EventProof
 from shared.domain.lifecycle import OverrideRefused
@@ -37,6 +38,7 @@ from shared.domain.model import Actor, OverrideKind
 from shared.domain.schema import MAX_EVENT_BYTES
 from shared.ports import ReleaseIdConflict, ReleaseNotFound, StoreUnavailable
 from shared.service import TooManyConflicts
+from shared.settings import SettingsError
 
 bp = func.Blueprint()
 log = logging.getLogger("release_controller.http")
@@ -123,6 +125,15 @@ def _handle(req: func.HttpRequest, route: str, work: Callable[[], func.HttpRespo
         )
     except TooManyConflicts as exc:
         return _problem(Problem(503, "busy", "The release is changing; try again", str(exc)), req, {"Retry-After": "1"})
+    except (SettingsError, PolicyError) as exc:
+        # The app's own configuration, not the request: say so (what to fix is in the log, for the
+        # platform team) and let clients retry once it is deployed again.
+        log.error("the controller is misconfigured: %s", exc)
+        return _problem(
+            Problem(503, "misconfigured", "The controller is misconfigured", "the reason is in the function's logs"),
+            req,
+            {"Retry-After": "60"},
+        )
     except StoreUnavailable as exc:
         log.error("storage unavailable: %s", exc)
         return _problem(

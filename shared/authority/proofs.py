@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from shared.domain.model import Actor, ActorKind
 from shared.domain.policy import Issuer, Origin
 
@@ -83,6 +81,8 @@ class OidcVerifier:
     def __init__(self, issuers: Mapping[str, Issuer], *, ca_bundle: str | None = None, timeout: float = 5.0):
         self.issuers = dict(issuers)
         self._by_url = {i.issuer.rstrip("/"): (name, i) for name, i in self.issuers.items()}
+        import requests  # lazily: the app's cold start does not pay for it
+
         self._session = requests.Session()
         self._session.trust_env = False
         self._session.verify = ca_bundle or True

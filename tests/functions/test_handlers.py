@@ -7,6 +7,7 @@ import base64
 import json
 
 import azure.functions as func
+import pytest
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
@@ -365,3 +366,26 @@ def test_a_failed_release_holds_its_site_until_a_person_releases_it_over_http(in
     assert app.service.get("web-1.4.3").phase is not Phase.PENDING, "the queued release starts"
     response, doc = override(indexed, RID, "release-site", "again")
     assert response.status_code == 409 and doc["detail"] == "the site is already free"
+
+
+def test_a_policy_that_does_not_load_is_a_503_over_http_and_a_redelivery_on_service_bus(
+    indexed, azurite, tmp_path, monkeypatch, caplog
+):
+    from shared import bootstrap
+    from shared.authority.policy_file import PolicyError
+
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("version: 1\ntargets:\n  - name: web\n    match: {site: [oops]}\n")
+    monkeypatch.setenv("RELEASE_POLICY_PATH", str(bad))
+    monkeypatch.setenv("RELEASE_STORE_CONNECTION", azurite.connection_string)
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    bootstrap.use(None)
+    try:
+        response, doc = submit(indexed)
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert doc["type"].endswith("/misconfigured") and "targets[0].match.site" not in str(doc)
+        assert any("line 4" in r.getMessage() and "targets[0].match.site" in r.getMessage() for r in caplog.records)
+        with pytest.raises(PolicyError):  # Service Bus delivers it again once the app is fixed
+            indexed["release_events"].get_user_function()(sb_message(CANARY_EVENT, "m"))
+    finally:
+        bootstrap.use(None)
