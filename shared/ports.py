@@ -146,6 +146,17 @@ class IdClaim:
 
 
 @dataclass(frozen=True)
+class TokenUse:
+    """A CI identity token spent on one event: ``token`` is ``<issuer>|<jti>``. A token proves who
+    sent an event but does not sign its body, so each token may carry one release plan only."""
+
+    token: str
+    release_id: str
+    fingerprint: str
+    used_at: datetime
+
+
+@dataclass(frozen=True)
 class ActiveRef:
     """An entry of the active index: when it was (last) written, and its ETag, so that removing an
     entry nobody could resolve never removes one a creation has just written again."""
@@ -199,6 +210,11 @@ class ReleaseStore(Protocol):
     def claim_release_id(self, claim: IdClaim) -> IdClaim:
         """Reserve ``claim.release_id`` (idempotent). Returns the claim that holds the id, which may
         be an earlier one. Raises StoreUnavailable."""
+        ...
+
+    def claim_token(self, use: TokenUse) -> TokenUse:
+        """Record that a CI token was spent on ``use.release_id`` (idempotent). Returns the use that
+        holds the token, which may be an earlier one. Raises StoreUnavailable."""
         ...
 
     def load_site(self, site_key: str) -> Versioned[SiteState]: ...

@@ -62,6 +62,7 @@ from shared.ports import (
     StoredAudit,
     StoreUnavailable,
     TerminalPlatformError,
+    TokenUse,
     TransientPlatformError,
     Versioned,
 )
@@ -84,6 +85,7 @@ class InMemoryReleaseStore:
         self._lock = threading.RLock()
         self._etags = itertools.count(1)
         self._claims: dict[str, IdClaim] = {}
+        self._tokens: dict[str, TokenUse] = {}
         self._sites: dict[str, _Row] = {}
         self._releases: dict[str, _Row] = {}
         self._audit: dict[str, list[dict[str, Any]]] = {}
@@ -103,6 +105,11 @@ class InMemoryReleaseStore:
         with self._lock:
             self._check_available()
             return self._claims.setdefault(claim.release_id, claim)
+
+    def claim_token(self, use: TokenUse) -> TokenUse:
+        with self._lock:
+            self._check_available()
+            return self._tokens.setdefault(use.token, use)
 
     def load_site(self, site_key: str) -> Versioned[SiteState]:
         with self._lock:

@@ -6,7 +6,8 @@ Tables (names take an optional prefix):
   one entity-group transaction, If-Match on every row that existed.
 - ``ReleaseIndex``: partition ``id`` maps a release id to its site and row (point reads, idempotent
   creation); partition ``active`` lists unfinished releases for the timer (written before the
-  release row, removed after it is final, so no active release is missed).
+  release row, removed after it is final, so no active release is missed); partition ``token``
+  records each CI identity token spent on an event (a token may carry one release plan only).
 - ``RejectedEvents``: one row per invalid event, with the full body, the reason and the time.
 """
 
@@ -64,6 +65,7 @@ from shared.ports import (
     ReleaseWrite,
     StoredAudit,
     StoreUnavailable,
+    TokenUse,
     Versioned,
 )
 
@@ -222,6 +224,25 @@ class TableReleaseStore:
         created_at = parse_iso(held["CreatedAt"])
         assert created_at is not None
         return IdClaim(held["ReleaseId"], held["SiteKey"], held["Fingerprint"], created_at)
+
+    def claim_token(self, use: TokenUse) -> TokenUse:
+        entity = {
+            "PartitionKey": "token",
+            "RowKey": table_key(use.token),
+            "Token": use.token,
+            "ReleaseId": use.release_id,
+            "Fingerprint": use.fingerprint,
+            "UsedAt": iso(use.used_at),
+        }
+        with self._errors("recording a CI token's use"):
+            try:
+                self._index.create_entity(entity)
+                return use
+            except ResourceExistsError:
+                held = self._index.get_entity("token", table_key(use.token))
+        used_at = parse_iso(held["UsedAt"])
+        assert used_at is not None
+        return TokenUse(held["Token"], held["ReleaseId"], held["Fingerprint"], used_at)
 
     def _lookup(self, release_id: str) -> dict[str, Any] | None:
         with self._errors("looking up a release"):

@@ -22,6 +22,7 @@ from shared.ports import (
     RejectedEvent,
     ReleaseIdConflict,
     ReleaseWrite,
+    TokenUse,
     Versioned,
 )
 from shared.service.base import IngestResult, ServiceBase, TooManyConflicts, log
@@ -55,15 +56,34 @@ class Intake(ServiceBase):
             return self._refuse(body, message_id, source, "unproven", [(exc.field, exc.reason)], keep_rejections)
         except policy.PolicyRefusal as exc:
             return self._refuse(body, message_id, source, "forbidden", exc.errors, keep_rejections)
+        fingerprint = spec_fingerprint(spec)
+        if origin.issuer is not None:
+            reuse = self._spend_token(origin, spec.release_id, fingerprint)
+            if reuse is not None:
+                return self._refuse(body, message_id, source, "unproven", [reuse], keep_rejections)
         submitters = (origin.actor,) + ((caller,) if caller is not None and caller.id != origin.actor.id else ())
         return self.submit(
             admitted.spec,
             actor=origin.actor.label,
             source=source,
-            fingerprint=spec_fingerprint(spec),
+            fingerprint=fingerprint,
             submitters=submitters,
             effective=admitted.policy,
         )
+
+    def _spend_token(self, origin: policy.Origin, release_id: str, fingerprint: str) -> tuple[str, str] | None:
+        """A CI token proves who sent an event, not which body: each token may carry one release
+        plan (its redeliveries included). Returns the refusal when it already carried another."""
+        jti = origin.claims.get("jti")
+        if not jti:
+            return ("identity token", "has no jti claim, so its reuse could not be detected")
+        held = self.store.claim_token(TokenUse(f"{origin.issuer}|{jti}", release_id, fingerprint, self.clock.now()))
+        if (held.release_id, held.fingerprint) != (release_id, fingerprint):
+            return (
+                "identity token",
+                f"was already used for another event (release {held.release_id}): send a fresh token with each event",
+            )
+        return None
 
     def _refuse(
         self,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -75,8 +76,10 @@ class LocalIssuer:
             "iat": now - 10,
             "nbf": now - 10,
             "exp": now + lifetime,
+            "jti": str(uuid.uuid4()),
             **claims,
         }
+        payload = {k: v for k, v in payload.items() if v is not None}
         return jwt.encode(payload, key or self.keys[kid], algorithm="RS256", headers={"kid": kid})
 
     def close(self) -> None:

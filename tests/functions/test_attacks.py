@@ -147,6 +147,33 @@ def test_only_main_of_the_named_repository_may_release_the_site(indexed, app, ta
         assert app.service.list().items == []
 
 
+def test_a_ci_token_carries_one_event_only_but_its_redelivery_is_the_same_event(indexed, app, table_store, issuer):
+    token = issuer.token()
+    first = sb_message(CANARY_EVENT, "m-1", signed_with=None)
+    first.application_properties["releaseIdentityToken"] = token  # type: ignore[index]
+    deliver(indexed, first)
+    again = sb_message(CANARY_EVENT, "m-1", signed_with=None)
+    again.application_properties["releaseIdentityToken"] = token  # type: ignore[index]
+    deliver(indexed, again)
+    assert [s.release_id for s in app.service.list().items] == [RID]
+    assert rejections(table_store, app) == []
+    # Someone who saw the token puts it on a body of their own, within its lifetime.
+    forged = sb_message(event(releaseId="web-evil", version="6.6.6"), "m-2", signed_with=None)
+    forged.application_properties["releaseIdentityToken"] = token  # type: ignore[index]
+    deliver(indexed, forged)
+    (row,) = rejections(table_store, app)
+    assert "already used" in row["reason"] and RID in row["reason"] and token not in str(row)
+    assert [s.release_id for s in app.service.list().items] == [RID]
+
+
+def test_a_ci_token_without_a_jti_is_refused(indexed, app, table_store, issuer):
+    msg = sb_message(CANARY_EVENT, "m", signed_with=None)
+    msg.application_properties["releaseIdentityToken"] = issuer.token(jti=None)  # type: ignore[index]
+    deliver(indexed, msg)
+    (row,) = rejections(table_store, app)
+    assert "jti" in row["reason"] and app.service.list().items == []
+
+
 # -- secrets ----------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from shared.ports import (
     ReleaseIdConflict,
     ReleaseNotFound,
     ReleaseWrite,
+    TokenUse,
     Versioned,
 )
 from tests.builders import BLUE_GREEN_EVENT, SUBSCRIPTION, body, event, harness, ingest, person, spec
@@ -136,6 +137,13 @@ def test_claims_are_idempotent_and_keep_the_first_plan(store):
     first = IdClaim("r-1", "site", "fp-1", NOW)
     assert store.claim_release_id(first) == first
     assert store.claim_release_id(IdClaim("r-1", "site", "fp-2", NOW + timedelta(seconds=5))) == first
+
+
+def test_a_ci_token_is_spent_once_and_keeps_its_first_event(store):
+    first = TokenUse("https://issuer.example|jti-1", "r-1", "fp-1", NOW)
+    assert store.claim_token(first) == first
+    assert store.claim_token(TokenUse(first.token, "r-2", "fp-2", NOW + timedelta(seconds=5))) == first
+    assert store.claim_token(TokenUse("https://issuer.example|jti/2#?", "r-2", "fp-2", NOW)).release_id == "r-2"
 
 
 def test_releases_stay_indexed_for_the_timer_until_they_are_forgotten(store):
