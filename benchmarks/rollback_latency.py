@@ -1,7 +1,9 @@
 """Rollback latency: reconciles from the first failing measurement to weight 0, on the emulator.
 
 Bad releases (20% errors) go out under real visitors, with Azure Monitor analysis through ARM, the
-real azure-mgmt-web adapter over TLS and releases on Azurite. For each one it records every
+real azure-mgmt-web adapter over TLS and releases on Azurite. The emulator keeps Azure's timings
+(restarts, metrics three minutes late) on a clock it shares with the controller: each round moves
+it 20 s while real visitors keep coming, so minutes of Azure time cost seconds. For each one it records every
 reconcile: whether the routing rule still sends traffic to the release afterwards, and how long
 the reconcile took. Baseline, measured in the same run: an ordinary reconcile during a bake.
 """
@@ -15,10 +17,9 @@ from devstack.appservice import AppServiceEmulator
 from devstack.azurite import start_azurite
 from devstack.traffic import Visitors
 from shared.adapters.analysis import ProviderAnalyzer
-from shared.adapters.memory import RecordingNotifier
+from shared.adapters.memory import FakeClock, RecordingNotifier
 from shared.adapters.probes import HttpValidator
 from shared.adapters.table_store import TableReleaseStore
-from shared.bootstrap import SystemClock
 from shared.domain.model import Phase
 from shared.service import ReleaseService
 from shared.settings import Settings
@@ -26,6 +27,8 @@ from tests.builders import authority_for_tests, body, ingest
 from tests.e2e.conftest import SITE, canary_event, emulator_config, make_platform
 
 RUNS = 5
+ROUND_SECONDS = 20
+ROUND_PAUSE = 0.3
 
 
 def bad_release(n: int) -> dict:
@@ -44,7 +47,8 @@ def bad_release(n: int) -> dict:
 def main() -> None:
     azurite = start_azurite()
     try:
-        with AppServiceEmulator(emulator_config(seed=None)) as emulator:
+        clock = FakeClock()
+        with AppServiceEmulator(emulator_config(clock, seed=None)) as emulator:
             platform = make_platform(emulator)
             settings = Settings.from_env({"RELEASE_STORE_CONNECTION": azurite.connection_string})
             service = ReleaseService(
@@ -53,7 +57,7 @@ def main() -> None:
                 HttpValidator(ca_bundle=emulator.ca_file),
                 ProviderAnalyzer.from_settings(settings, platform),
                 RecordingNotifier(),
-                SystemClock(),
+                clock,
                 authority=authority_for_tests(),
             )
             site = emulator.site(SITE)
@@ -79,8 +83,12 @@ def main() -> None:
                         if failed_at is not None and not rules:
                             extra_reconciles.append(tick - failed_at)
                             break
-                        time.sleep(0.2)
-                    while not service.get(release_id).is_final:
+                        time.sleep(ROUND_PAUSE)
+                        clock.advance(ROUND_SECONDS)
+                    for _ in range(200):
+                        if service.get(release_id).is_final:
+                            break
+                        clock.advance(ROUND_SECONDS)
                         service.reconcile(release_id, force=True)
     finally:
         azurite.stop()

@@ -457,27 +457,31 @@ MAX_JSON_DEPTH = 32
 MAX_NUMBER_CHARS = 40
 
 
-def _too_deep(text: str, limit: int) -> bool:
-    """Nesting deeper than ``limit``, found without parsing (a parser would recurse that deep)."""
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif ch in "]}":
-            depth -= 1
-    return False
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _shape_error(document: Any, limit: int) -> tuple[str, str] | None:
+    """(field, why) when the parsed document nests deeper than ``limit`` or holds a lone surrogate.
+    Walked with an explicit stack: no recursion, one visit per value."""
+    stack: list[tuple[Any, str, int]] = [(document, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return path, "holds a lone surrogate (\\ud800-\\udfff): not text"
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > limit:
+            return "", f"nests deeper than {limit} levels"
+        if isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                stack.append((item, _join(path, key), depth + 1))
+                stack.append((key, _join(path, "(name)"), depth))
+        else:
+            for index in range(len(value) - 1, -1, -1):
+                stack.append((value[index], _join(path, index), depth + 1))
+    return None
 
 
 def _json_number(text: str) -> Any:
@@ -489,23 +493,6 @@ def _json_number(text: str) -> Any:
     if not math.isfinite(value):
         raise SchemaError([("", f"the number {text} is too large")])
     return value
-
-
-def _lone_surrogate(value: Any, path: str = "") -> str | None:
-    """The path of a string holding half of a UTF-16 surrogate pair (not text; cannot be stored)."""
-    if isinstance(value, str):
-        return path if any("\ud800" <= ch <= "\udfff" for ch in value) else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _lone_surrogate(key, _join(path, "(name)")) or _lone_surrogate(item, _join(path, key))
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _lone_surrogate(item, _join(path, index))
-            if found is not None:
-                return found
-    return None
 
 
 def strict_json(body: bytes | str, *, max_bytes: int, what: str) -> Any:
@@ -520,8 +507,6 @@ def strict_json(body: bytes | str, *, max_bytes: int, what: str) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SchemaError([("", f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})")]) from None
-    if _too_deep(text, MAX_JSON_DEPTH):
-        raise SchemaError([("", f"{what} nests deeper than {MAX_JSON_DEPTH} levels")])
     try:
         document = json.loads(
             text,
@@ -534,11 +519,14 @@ def strict_json(body: bytes | str, *, max_bytes: int, what: str) -> Any:
         raise
     except json.JSONDecodeError as exc:
         raise SchemaError([("", f"{what} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")]) from None
-    except (ValueError, RecursionError):
+    except RecursionError:  # the C parser refuses to recurse further: far deeper than allowed
+        raise SchemaError([("", f"{what} nests deeper than {MAX_JSON_DEPTH} levels")]) from None
+    except ValueError:
         raise SchemaError([("", f"{what} is not JSON this controller reads")]) from None
-    broken = _lone_surrogate(document)
-    if broken is not None:
-        raise SchemaError([(broken, "holds a lone surrogate (\\ud800-\\udfff): not text")])
+    problem = _shape_error(document, MAX_JSON_DEPTH)
+    if problem is not None:
+        field, why = problem
+        raise SchemaError([(field, f"{what} {why}" if not field else why)])
     return document
 
 

@@ -286,3 +286,27 @@ def test_a_standard_json_schema_validator_agrees_with_the_controller(doc):
     except SchemaError:
         ours_ok = False
     assert standard_ok == ours_ok
+
+
+def test_strict_json_allows_32_levels_of_nesting_and_names_the_33rd():
+    from shared.domain.schema import strict_json
+
+    def nested(levels: int) -> bytes:
+        return b'{"a":' * (levels - 1) + b"[1]" + b"}" * (levels - 1)
+
+    assert strict_json(nested(32), max_bytes=10_000, what="the body") is not None
+    with pytest.raises(SchemaError, match="the body nests deeper than 32 levels"):
+        strict_json(nested(33), max_bytes=10_000, what="the body")
+    with pytest.raises(SchemaError, match="nests deeper than 32 levels"):
+        strict_json(b"[" * 5000 + b"]" * 5000, max_bytes=100_000, what="the body")
+
+
+def test_strict_json_names_where_a_lone_surrogate_is():
+    from shared.domain.schema import strict_json
+
+    with pytest.raises(SchemaError) as caught:
+        strict_json(b'{"a": [1, {"b": "ok", "c": "\\udc00"}]}', max_bytes=10_000, what="the body")
+    assert caught.value.errors[0][0] == "a[1].c"
+    with pytest.raises(SchemaError) as caught:
+        strict_json(b'{"a": {"\\ud800": 1}}', max_bytes=10_000, what="the body")
+    assert caught.value.errors[0][0] == "a.(name)"
