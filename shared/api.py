@@ -252,6 +252,17 @@ class ListQuery:
     cursor: str | None
 
 
+def _page_limit(params: Mapping[str, str], errors: list[tuple[str, str]]) -> int:
+    """``limit`` (1..MAX_PAGE, ASCII digits only), 50 when absent; a bad one is added to ``errors``."""
+    raw = params.get("limit")
+    if not raw:
+        return 50
+    if not re.fullmatch(r"[0-9]{1,3}", raw, flags=re.ASCII) or not 1 <= int(raw) <= MAX_PAGE:
+        errors.append(("limit", f"must be an integer from 1 to {MAX_PAGE}"))
+        return 50
+    return int(raw)
+
+
 def parse_list_query(params: Mapping[str, str]) -> ListQuery:
     errors: list[tuple[str, str]] = []
     known = {"site", "subscriptionId", "resourceGroup", "phase", "limit", "cursor", "code"}  # code: the function key
@@ -277,13 +288,7 @@ def parse_list_query(params: Mapping[str, str]) -> ListQuery:
             phase = Phase(params["phase"][:64])
         except ValueError:
             errors.append(("phase", "must be one of " + ", ".join(p.value for p in Phase)))
-    limit = 50
-    if params.get("limit"):
-        raw = params["limit"]
-        if not re.fullmatch(r"[0-9]{1,3}", raw, flags=re.ASCII) or not 1 <= int(raw) <= MAX_PAGE:
-            errors.append(("limit", f"must be an integer from 1 to {MAX_PAGE}"))
-        else:
-            limit = int(raw)
+    limit = _page_limit(params, errors)
     cursor = params.get("cursor") or None
     if cursor is not None and (len(cursor) > 2048 or not re.fullmatch(r"[A-Za-z0-9_=-]+", cursor, flags=re.ASCII)):
         errors.append(("cursor", "is not a cursor this API handed out"))
@@ -312,13 +317,7 @@ def parse_rejections_query(params: Mapping[str, str], today: str) -> RejectionsQ
             datetime.strptime(day, "%Y-%m-%d")
         except ValueError:
             errors.append(("day", "must be a UTC date, YYYY-MM-DD"))
-    limit = 50
-    if params.get("limit"):
-        raw = params["limit"]
-        if not re.fullmatch(r"[0-9]{1,3}", raw, flags=re.ASCII) or not 1 <= int(raw) <= MAX_PAGE:
-            errors.append(("limit", f"must be an integer from 1 to {MAX_PAGE}"))
-        else:
-            limit = int(raw)
+    limit = _page_limit(params, errors)
     if errors:
         raise bad_request("the query is not valid", errors)
     return RejectionsQuery(day, limit)

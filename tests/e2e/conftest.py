@@ -128,11 +128,12 @@ class E2E:
         return self.http.get(url, timeout=5).json()["version"]
 
 
-@pytest.fixture
-def e2e(emulator, table_store, clock):
-    platform = make_platform(emulator)
+def build_e2e(emulator, table_store, clock, *, analyzer=None, platform=None) -> E2E:
+    """The controller as the Function App builds it, on the emulator, with the tests' policy and
+    keys; the analyzer runs the http provider unless given."""
+    platform = platform or make_platform(emulator)
     notifier = RecordingNotifier()
-    analyzer = ProviderAnalyzer({ProviderKind.HTTP: HttpProvider(HttpProber(emulator.ca_file))})
+    analyzer = analyzer or ProviderAnalyzer({ProviderKind.HTTP: HttpProvider(HttpProber(emulator.ca_file))})
     service = ReleaseService(
         table_store,
         platform,
@@ -145,8 +146,14 @@ def e2e(emulator, table_store, clock):
     session = requests.Session()
     session.verify = emulator.ca_file
     session.trust_env = False
-    yield E2E(emulator, service, platform, clock, notifier, session)
-    session.close()
+    return E2E(emulator, service, platform, clock, notifier, session)
+
+
+@pytest.fixture
+def e2e(emulator, table_store, clock):
+    built = build_e2e(emulator, table_store, clock)
+    yield built
+    built.http.close()
 
 
 def canary_event(release_id="web-1.1.0", version="1.1.0", steps=(10, 25, 50), settings=None, **changes):

@@ -9,13 +9,10 @@ import pytest
 
 from devstack.traffic import Visitors
 from shared.adapters.analysis import ProviderAnalyzer
-from shared.adapters.memory import RecordingNotifier
-from shared.adapters.probes import HttpValidator
 from shared.domain.model import Phase
-from shared.service import ReleaseService
 from shared.settings import Settings
 from tests.builders import authority_for_tests, body, ingest, policy_for_tests
-from tests.e2e.conftest import SITE, canary_event, make_platform
+from tests.e2e.conftest import SITE, build_e2e, canary_event, make_platform
 from tests.e2e.gates import SECRET, SECRET_SETTING, Gate, webhook
 
 # Each round moves the shared clock this far, while real visitors keep hitting the emulator.
@@ -35,17 +32,11 @@ def live(emulator, table_store, azurite, clock):
             SECRET_SETTING: SECRET,
         }
     )
-    analyzer = ProviderAnalyzer.from_settings(settings, platform)
-    notifier = RecordingNotifier()
-    service = ReleaseService(
-        table_store,
-        platform,
-        HttpValidator(ca_bundle=emulator.ca_file),
-        analyzer,
-        notifier,
-        clock,
-        authority=authority_for_tests(),
+    built = build_e2e(
+        emulator, table_store, clock, analyzer=ProviderAnalyzer.from_settings(settings, platform), platform=platform
     )
+    built.http.close()
+    service, notifier = built.service, built.notifier
     service.rounds = lambda: clock.advance(ROUND_SECONDS)  # type: ignore[attr-defined]
     return service, notifier
 

@@ -18,7 +18,7 @@ from shared.adapters.probes import HttpProber, HttpValidator
 from shared.domain.model import Phase, ProviderKind, Target
 from shared.service import ReleaseService
 from tests.builders import SUBSCRIPTION, authority_for_tests
-from tests.e2e.conftest import E2E, RG, SITE, canary_event, emulator_config, make_platform
+from tests.e2e.conftest import E2E, RG, SITE, build_e2e, canary_event, emulator_config
 
 
 def blue_green(release_id="web-2.0.0", version="2.0.0", **changes):
@@ -268,23 +268,7 @@ def test_a_slot_that_never_starts_rolls_back_at_the_progress_deadline(clock, tab
 
 
 def _e2e(emulator, table_store, clock) -> E2E:
-    from shared.adapters.memory import RecordingNotifier
-
-    platform = make_platform(emulator)
-    analyzer = ProviderAnalyzer({ProviderKind.HTTP: HttpProvider(HttpProber(emulator.ca_file))})
-    notifier = RecordingNotifier()
-    service = ReleaseService(
-        table_store,
-        platform,
-        HttpValidator(ca_bundle=emulator.ca_file),
-        analyzer,
-        notifier,
-        clock,
-        authority=authority_for_tests(),
-    )
-    session = requests.Session()
-    session.verify, session.trust_env = emulator.ca_file, False
-    return E2E(emulator, service, platform, clock, notifier, session)
+    return build_e2e(emulator, table_store, clock)
 
 
 # 8 -- deployment modes ------------------------------------------------------------------------------------
