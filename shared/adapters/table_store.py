@@ -206,6 +206,16 @@ class TableReleaseStore:
 
     # -- claims and lookups --------------------------------------------------------------------
 
+    def _first_writer(self, entity: dict[str, Any], doing: str) -> dict[str, Any] | None:
+        """Insert ``entity`` into the index unless its row exists: None when this write won, else
+        the row the first writer left."""
+        with self._errors(doing):
+            try:
+                self._index.create_entity(entity)
+                return None
+            except ResourceExistsError:
+                return self._index.get_entity(entity["PartitionKey"], entity["RowKey"])
+
     def claim_release_id(self, claim: IdClaim) -> IdClaim:
         entity = {
             "PartitionKey": "id",
@@ -215,12 +225,9 @@ class TableReleaseStore:
             "Fingerprint": claim.fingerprint,
             "CreatedAt": iso(claim.created_at),
         }
-        with self._errors("claiming a release id"):
-            try:
-                self._index.create_entity(entity)
-                return claim
-            except ResourceExistsError:
-                held = self._index.get_entity("id", table_key(claim.release_id))
+        held = self._first_writer(entity, "claiming a release id")
+        if held is None:
+            return claim
         created_at = parse_iso(held["CreatedAt"])
         assert created_at is not None
         return IdClaim(held["ReleaseId"], held["SiteKey"], held["Fingerprint"], created_at)
@@ -234,12 +241,9 @@ class TableReleaseStore:
             "Fingerprint": use.fingerprint,
             "UsedAt": iso(use.used_at),
         }
-        with self._errors("recording a CI token's use"):
-            try:
-                self._index.create_entity(entity)
-                return use
-            except ResourceExistsError:
-                held = self._index.get_entity("token", table_key(use.token))
+        held = self._first_writer(entity, "recording a CI token's use")
+        if held is None:
+            return use
         used_at = parse_iso(held["UsedAt"])
         assert used_at is not None
         return TokenUse(held["Token"], held["ReleaseId"], held["Fingerprint"], used_at)
