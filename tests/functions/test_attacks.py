@@ -200,6 +200,34 @@ def test_app_setting_values_are_never_read_back(indexed, app, table_store):
     assert shown["messageId"] == "bad-1" and "API_TOKEN" in shown["body"] and secret not in str(listed)
 
 
+@pytest.mark.parametrize(
+    ("raw", "kept", "secret"),
+    [
+        (
+            body(
+                event(releaseId="sas-1", artifact={"package": "https://x.blob.core.windows.net/p.zip?sv=1&sig=S3CR3T"})
+            ),
+            b"sig=(value withheld)",
+            b"S3CR3T",
+        ),
+        (
+            body(event(releaseId="cred-1", artifact={"package": "https://bob:S3CR3T@x.blob.core.windows.net/p.zip"})),
+            b"https://(value withheld)@x.blob.core.windows.net",
+            b"S3CR3T",
+        ),
+        (b'{"app\\u0053ettings": {"API_TOKEN": "S3CR3T"}, "releaseId": "x"', b"may hold a secret", b"S3CR3T"),
+        (b'{"appSettings": {"API_TOKEN": "S3CR3T"}, "appSettings": {"B": "S3CR3T"}}', b'"B"', b"S3CR3T"),
+    ],
+    ids=["SAS token in a package URL", "password in a package URL", "escaped key, unreadable body", "duplicate keys"],
+)
+def test_a_refused_event_is_stored_without_the_secrets_it_carried(indexed, app, table_store, raw, kept, secret):
+    deliver(indexed, sb_message(raw, "refused"))
+    (row,) = rejections(table_store, app)
+    assert secret not in row["body"] and kept in row["body"], row["body"]
+    response, listed = http(indexed, "list_rejections", path="/api/rejections", who="rita")
+    assert response.status_code == 200 and secret.decode() not in str(listed)
+
+
 def test_no_log_line_carries_a_key_a_query_string_or_a_header_value(indexed, app, caplog, monkeypatch):
     from shared import bootstrap
 
