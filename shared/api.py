@@ -337,4 +337,8 @@ def rejection_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "body": body.decode("utf-8", errors="replace"),
         "bodyLength": row["bodyLength"],
         "bodyTruncated": row["bodyTruncated"],
+        # what arrived, before anything was withheld: to match it with what the sender has
+        "received": {
+            k: v for k, v in (row.get("details") or {}).items() if k in ("refusal", "receivedBytes", "receivedSha256")
+        },
     }

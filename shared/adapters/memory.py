@@ -265,6 +265,7 @@ class InMemoryReleaseStore:
                 "body": e.body,
                 "bodyLength": len(e.body),
                 "bodyTruncated": False,
+                "details": dict(e.details),
             }
             for i, e in found[:limit]
         ]

@@ -606,6 +606,7 @@ class TableReleaseStore:
                     "body": body,
                     "bodyLength": row["BodyLength"],
                     "bodyTruncated": row["BodyTruncated"],
+                    "details": json.loads(row.get("Details") or "{}"),
                 }
             )
         return out

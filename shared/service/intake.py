@@ -105,7 +105,11 @@ class Intake(ServiceBase):
                     reason=reason,
                     errors=errors,
                     body=redact_event(body, max_bytes=MAX_EVENT_BYTES),
-                    details={"refusal": refusal, "bodySha256": hashlib.sha256(body).hexdigest()},
+                    details={
+                        "refusal": refusal,
+                        "receivedBytes": len(body),
+                        "receivedSha256": hashlib.sha256(body).hexdigest(),
+                    },
                 )
             )
         log.warning("refused release event %s from %s (%s): %s", message_id, source, refusal, reason[:500])

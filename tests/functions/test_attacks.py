@@ -3,6 +3,7 @@ now fails for the attacker, and nothing but a stored rejection is left behind.""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import pytest
@@ -226,6 +227,9 @@ def test_a_refused_event_is_stored_without_the_secrets_it_carried(indexed, app, 
     assert secret not in row["body"] and kept in row["body"], row["body"]
     response, listed = http(indexed, "list_rejections", path="/api/rejections", who="rita")
     assert response.status_code == 200 and secret.decode() not in str(listed)
+    (shown,) = listed["items"]
+    assert shown["received"]["receivedBytes"] == len(raw)
+    assert shown["received"]["receivedSha256"] == hashlib.sha256(raw).hexdigest()
 
 
 def test_no_log_line_carries_a_key_a_query_string_or_a_header_value(indexed, app, caplog, monkeypatch):
