@@ -303,13 +303,16 @@ class World:
         tried = self.tried.setdefault(release_id, set())
         others_tried = bool(tried - {raw})
         tried.add(raw)
-        self.bodies.setdefault(release_id, raw)
         try:
             result = ingest(self.service, raw, message_id=release_id, source="serviceBus")
         except ReleaseIdConflict:
             if not others_tried:
                 self.violations.append(Violation("1", f"the only plan ever sent as {release_id} was refused"))
             return "conflict"
+        if result.outcome in ("created", "duplicate"):
+            # The plan the id names: what "the same event, delivered again" sends. (The first body
+            # tried may have been lost to an outage before it claimed the id, and another won it.)
+            self.bodies[release_id] = raw
         if result.release is not None and spec_fingerprint(result.release.spec) != spec_fingerprint(
             parse_release_event(raw)
         ):
