@@ -10,10 +10,11 @@ STAMPS := .make
 
 # The runtime is installed exactly as locked: every package pinned and its hash checked. The dev
 # tools go in afterwards, in a separate step, and may not change what the runtime locked.
-$(STAMPS)/python: requirements.txt requirements-dev.txt
+$(STAMPS)/python: requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
 	@mkdir -p $(STAMPS) && touch $@
 

@@ -67,6 +67,12 @@ def build(settings: Settings, *, credential: Any = None) -> Container:
             settings.store_endpoint, credential or _default_credential(), prefix=settings.table_prefix
         )
     parts: dict[str, Any] = {"store": store}
+    for name in settings.unresolved_references:
+        log.error(
+            "app setting %s is a Key Vault reference App Service could not resolve: it is not used as a key "
+            "(check the app's identity has Key Vault Secrets User and the secret exists)",
+            name,
+        )
     if settings.slot_platform == "memory":
         from shared.adapters.memory import InMemorySlotPlatform, ScriptedAnalyzer, ScriptedValidator
 

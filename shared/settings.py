@@ -12,6 +12,10 @@ from shared.domain.model import Role
 SIGNING_KEY_PREFIX = "RELEASE_SIGNING_KEY_"
 
 
+def _unresolved_reference(value: str | None) -> bool:
+    return bool(value) and str(value).lstrip().lower().startswith("@microsoft.keyvault(")
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
@@ -47,6 +51,7 @@ class Settings:
     auth_key_only: bool = False
     auth_key_only_roles: frozenset[str] = frozenset({"reader", "submitter", "operator"})
     trust_client_principal: bool = False
+    unresolved_references: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -84,11 +89,27 @@ class Settings:
         prefix = get("RELEASE_STORE_TABLE_PREFIX", "") or ""
         if prefix and not (prefix.isalnum() and prefix[0].isalpha()):
             raise SettingsError("RELEASE_STORE_TABLE_PREFIX must be letters and digits, starting with a letter")
-        secrets = {name: value for name, value in env.items() if name.startswith("WEBHOOK_SECRET_") and value}
+        # A Key Vault reference App Service could not resolve reaches the app as its own text, which
+        # anyone can read in the template: never a key. Such settings are named in `unresolved`.
+        unresolved = tuple(
+            sorted(
+                name
+                for name, value in env.items()
+                if name.startswith(("WEBHOOK_SECRET_", SIGNING_KEY_PREFIX)) and _unresolved_reference(value)
+            )
+        )
+        secrets = {
+            name: value
+            for name, value in env.items()
+            if name.startswith("WEBHOOK_SECRET_") and value and name not in unresolved
+        }
         signing_keys = {
             name.removeprefix(SIGNING_KEY_PREFIX): value
             for name, value in env.items()
-            if name.startswith(SIGNING_KEY_PREFIX) and len(name) > len(SIGNING_KEY_PREFIX) and value
+            if name.startswith(SIGNING_KEY_PREFIX)
+            and len(name) > len(SIGNING_KEY_PREFIX)
+            and value
+            and name not in unresolved
         }
         roles = {r.value for r in Role}
         try:
@@ -126,4 +147,5 @@ class Settings:
             # Set by App Service when its authentication is on; only then are X-MS-CLIENT-PRINCIPAL
             # headers the platform's (it strips any a client sends).
             trust_client_principal=(get("WEBSITE_AUTH_ENABLED", "") or "").lower() == "true",
+            unresolved_references=unresolved,
         )

@@ -1,0 +1,161 @@
+"""releasectl against the app served by the local Functions host over HTTP (releases on Azurite,
+the in-memory platform): the exit code a pipeline branches on, for every way a release can end."""
+
+from __future__ import annotations
+
+import json
+
+import azure.functions as func
+import pytest
+
+import releasectl.follow
+from devstack.funchost import LocalFunctionHost
+from releasectl.cli import main
+from releasectl.outcomes import Exit
+from shared.adapters.memory import VersionStats
+from shared.domain.model import Measurement, Phase, ProviderKind
+from tests.builders import CANARY_EVENT, TEST_KEY, TEST_KEY_ID, event
+from tests.functions.test_handlers import principal, tick
+
+SETTINGS = {"RELEASE_EVENTS_TOPIC": "t", "RELEASE_EVENTS_SUBSCRIPTION": "s", "RECONCILE_SCHEDULE": "*/5 * * * * *"}
+
+
+@pytest.fixture
+def served(app, indexed, monkeypatch):
+    fresh = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    for module in ("functions.release_events", "functions.reconcile_timer", "functions.http_api"):
+        fresh.register_functions(__import__(module, fromlist=["bp"]).bp)
+    host = LocalFunctionHost(fresh, SETTINGS, function_key="k").start(run_timers=False)
+    monkeypatch.setenv("RELEASECTL_API", host.url)
+    monkeypatch.setenv("RELEASECTL_FUNCTION_KEY", "k")
+    monkeypatch.setenv("RELEASECTL_LOCAL_PRINCIPAL", principal("olga", ["reader", "submitter", "operator"]))
+    monkeypatch.setenv("RELEASECTL_SIGNING_KEY", TEST_KEY)
+    for name in ("GITHUB_SHA", "BUILD_SOURCEVERSION", "RELEASECTL_SERVICEBUS_CONNECTION"):
+        monkeypatch.delenv(name, raising=False)
+    # Between two looks of `wait`, a minute passes for the controller and for releasectl alike.
+    elapsed = [0.0]
+
+    def pause(seconds: float) -> None:
+        elapsed[0] += 60
+        tick(indexed, app, 60)
+
+    monkeypatch.setattr(releasectl.follow, "pause", pause)
+    monkeypatch.setattr(releasectl.follow, "monotonic", lambda: elapsed[0])
+    yield app
+    host.stop()
+
+
+def publish(tmp_path, doc, *extra: str) -> int:
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps(doc))
+    return main(["publish", "-f", str(path), "--key-id", TEST_KEY_ID, "--interval", "1", *extra])
+
+
+def failing(release, now):
+    return (
+        Measurement(
+            ProviderKind.HTTP,
+            canary=VersionStats(requests=200, errors=60, latency_ms=20.0),
+            stable=VersionStats(requests=200, errors=0, latency_ms=20.0),
+        ),
+    )
+
+
+def test_a_release_that_succeeds_exits_0(served, tmp_path, capsys):
+    assert publish(tmp_path, CANARY_EVENT, "--wait") == Exit.SUCCEEDED
+    assert served.service.get("web-1.4.2").phase is Phase.SUCCEEDED
+    assert "web-1.4.2 1.4.2 on contoso-web: succeeded" in capsys.readouterr().out
+
+
+def test_a_release_that_is_rolled_back_exits_1(served, tmp_path, capsys):
+    served.analyzer.script = failing
+    assert publish(tmp_path, CANARY_EVENT, "--wait") == Exit.ROLLED_BACK
+    assert "rolled back" in capsys.readouterr().err
+
+
+def test_a_superseded_release_exits_4(served, tmp_path, indexed):
+    assert publish(tmp_path, event(promotion="manual", approveBeforeTraffic=True)) == Exit.SUCCEEDED
+    newer = event(releaseId="web-1.4.3", version="1.4.3")
+    assert publish(tmp_path, newer) == Exit.SUCCEEDED
+    assert main(["wait", "web-1.4.2", "--interval", "1", "--timeout", "10m"]) == Exit.CANCELLED
+
+
+def test_a_release_waiting_for_an_approval_past_the_timeout_exits_5(served, tmp_path):
+    code = publish(tmp_path, event(promotion="manual"), "--wait", "--timeout", "30m")
+    assert code == Exit.WAITING_FOR_A_PERSON
+    assert served.service.get("web-1.4.2").phase is Phase.AWAITING_APPROVAL
+
+
+def test_an_event_the_controller_refuses_exits_7_naming_why(served, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RELEASECTL_SIGNING_KEY", "not-the-key")
+    assert publish(tmp_path, CANARY_EVENT, "--wait") == Exit.REJECTED
+    assert "signature" in capsys.readouterr().err
+    assert served.service.list().items == []
+
+
+def test_an_invalid_event_is_a_usage_error_before_anything_is_sent(served, tmp_path, capsys):
+    bad = event(strategy={"type": "canary", "steps": [{"weight": 150, "bake": "1m"}]})
+    assert publish(tmp_path, bad) == Exit.USAGE
+    assert "strategy.steps[0].weight" in capsys.readouterr().err
+    assert served.service.list().items == []
+
+
+def test_an_unsigned_event_is_refused_locally(served, tmp_path, capsys):
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps(CANARY_EVENT))
+    assert main(["publish", "-f", str(path)]) == Exit.USAGE
+    assert "--key-id" in capsys.readouterr().err
+
+
+def test_an_unreachable_controller_exits_8(tmp_path, monkeypatch):
+    monkeypatch.setenv("RELEASECTL_SIGNING_KEY", TEST_KEY)
+    monkeypatch.delenv("RELEASECTL_SERVICEBUS_CONNECTION", raising=False)
+    path = tmp_path / "release.json"
+    path.write_text(json.dumps(CANARY_EVENT))
+    code = main(["publish", "-f", str(path), "--key-id", TEST_KEY_ID, "--api", "http://127.0.0.1:9"])
+    assert code == Exit.UNREACHABLE
+
+
+def test_flags_build_the_event_and_ci_metadata_is_recorded(served, monkeypatch):
+    monkeypatch.setenv("GITHUB_SHA", "7f3c9e1")
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "contoso/web")
+    monkeypatch.setenv("GITHUB_RUN_ID", "42")
+    target = CANARY_EVENT["target"]
+    code = main(
+        [
+            "publish",
+            "--release-id", "web-2.0.0",
+            "--version", "2.0.0",
+            "--subscription", target["subscriptionId"],
+            "--resource-group", target["resourceGroup"],
+            "--site", target["site"],
+            "--image", "contoso.azurecr.io/web:2.0.0",
+            "--strategy", "canary",
+            "--steps", "10:5m,50:5m",
+            "--check", "/healthz",
+            "--key-id", TEST_KEY_ID,
+        ]
+    )  # fmt: skip
+    assert code == Exit.SUCCEEDED
+    spec = served.service.get("web-2.0.0").spec
+    assert [s.weight for s in spec.strategy.steps] == [10, 50]
+    assert spec.metadata.commit == "7f3c9e1"
+    assert spec.metadata.pipeline_url == "https://github.com/contoso/web/actions/runs/42"
+
+
+def test_reads_and_overrides_speak_json_and_name_the_missing_role(served, tmp_path, capsys):
+    assert publish(tmp_path, CANARY_EVENT) == Exit.SUCCEEDED
+    capsys.readouterr()
+    assert main(["status", "web-1.4.2", "--output", "json"]) == Exit.SUCCEEDED
+    assert json.loads(capsys.readouterr().out)["phase"] == "deploying"
+    assert main(["pause", "web-1.4.2", "--reason", "looking"]) == Exit.SUCCEEDED
+    assert served.service.get("web-1.4.2").paused
+    capsys.readouterr()
+    assert main(["audit", "web-1.4.2", "--output", "json"]) == Exit.SUCCEEDED
+    entries = json.loads(capsys.readouterr().out)
+    assert "looking" in entries[-1]["message"] and "olga" in entries[-1]["actor"]
+    assert main(["approve", "web-1.4.2", "--reason", "ok"]) == Exit.REJECTED
+    assert "approver" in capsys.readouterr().err
+    assert main(["list", "--output", "json"]) == Exit.SUCCEEDED
+    assert [r["releaseId"] for r in json.loads(capsys.readouterr().out)["items"]] == ["web-1.4.2"]
