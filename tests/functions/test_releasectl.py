@@ -4,6 +4,7 @@ the in-memory platform): the exit code a pipeline branches on, for every way a r
 from __future__ import annotations
 
 import json
+import os
 
 import azure.functions as func
 import pytest
@@ -159,3 +160,30 @@ def test_reads_and_overrides_speak_json_and_name_the_missing_role(served, tmp_pa
     assert "approver" in capsys.readouterr().err
     assert main(["list", "--output", "json"]) == Exit.SUCCEEDED
     assert [r["releaseId"] for r in json.loads(capsys.readouterr().out)["items"]] == ["web-1.4.2"]
+
+
+def test_watch_shows_the_phase_the_split_the_numbers_and_the_audit_as_it_goes(served, tmp_path, capsys, indexed):
+    from rich.console import Console
+
+    from releasectl import render
+    from releasectl.client import Api
+
+    assert publish(tmp_path, CANARY_EVENT) == Exit.SUCCEEDED
+    api = Api(os.environ["RELEASECTL_API"])
+    for _ in range(12):  # into the first step, with a measurement
+        tick(indexed, served, 60)
+        view = api.release("web-1.4.2")
+        if view and view["analysis"]["evidence"]:
+            break
+    assert view is not None and view["phase"] == "shifting"
+    console = Console(record=True, width=120, force_terminal=False)
+    console.print(render.live_view(view, api.audit("web-1.4.2")))
+    screen = console.export_text()
+    assert "shifting" in screen and "step 1/" in screen
+    share = int(view["weight"])
+    assert f"{share:>3} %" in screen and f"{100 - share:>3} %" in screen, "the split"
+    assert "http: new 0/100 errors" in screen, "the latest analysis numbers"
+    assert "step.started" in screen, "the latest audit lines"
+    capsys.readouterr()
+    assert main(["watch", "web-1.4.2", "--interval", "1"]) == Exit.SUCCEEDED
+    assert "succeeded" in capsys.readouterr().err, "the last frame stays on the terminal"
