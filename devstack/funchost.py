@@ -3,17 +3,22 @@
 It indexes ``function_app.app`` the way the host does (``get_functions()`` and the raw bindings),
 checks that every ``%setting%`` a binding names exists, and then runs the same registered
 functions: HTTP routes under ``/api`` (function keys enforced for FUNCTION-level routes), the
-timer on its schedule, and Service Bus deliveries posted to ``/_devstack/servicebus``.
+timer on its schedule, and Service Bus messages — received from a namespace with the real SDK
+when the binding's connection setting holds a connection string (``servicebus_trigger.py``; the
+Service Bus stand-in in ``devstack/servicebus`` serves one locally), or posted to
+``/_devstack/servicebus`` / handed to ``deliver()``.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import os
 import re
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,6 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
+
+from devstack.servicebus_trigger import SESSION_IDLE_TIMEOUT_SECONDS, ServiceBusTrigger, ServiceBusTriggerListener
 
 log = logging.getLogger("devstack.funchost")
 
@@ -47,6 +54,54 @@ def _route_pattern(template: str) -> re.Pattern[str]:
     return re.compile("^" + "/".join(parts) + "$", re.IGNORECASE)
 
 
+class InvocationContext(func.Context):
+    """What the Python worker passes to a function that takes ``context``: the invocation's id and
+    name, and the thread-local storage it reads the invocation id from to forward logs."""
+
+    def __init__(self, function_name: str):
+        self._invocation_id = str(uuid.uuid4())
+        self._function_name = function_name
+        self._thread_local_storage = threading.local()
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return os.getcwd()
+
+    @property
+    def trace_context(self) -> Any:
+        return None
+
+    @property
+    def retry_context(self) -> Any:
+        return None
+
+    @property
+    def thread_local_storage(self) -> threading.local:
+        return self._thread_local_storage
+
+
+def _invoker(name: str, function: Callable[..., Any], arg_name: str) -> Callable[[Any], Any]:
+    """Call ``function`` as the worker does: the trigger by its binding name, plus ``context``
+    when the function declares it."""
+    wants_context = "context" in inspect.signature(function).parameters
+
+    def invoke(value: Any) -> Any:
+        arguments = {arg_name: value}
+        if wants_context:
+            arguments["context"] = InvocationContext(name)
+        return function(**arguments)
+
+    return invoke
+
+
 def _schedule_seconds(schedule: str) -> float:
     """Seconds between runs of a 6-field NCRONTAB like '*/30 * * * * *' (the form this app uses)."""
     fields = schedule.split()
@@ -62,6 +117,8 @@ class LocalFunctionHost:
         self.routes: list[HttpRoute] = []
         self.timers: list[tuple[str, float, Any]] = []
         self.service_bus: dict[str, Any] = {}
+        self.service_bus_triggers: list[ServiceBusTrigger] = []
+        self._listeners: list[ServiceBusTriggerListener] = []
         self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -79,8 +136,8 @@ class LocalFunctionHost:
         for function in app.get_functions():
             bindings = [json.loads(b) for b in function.get_raw_bindings()]
             trigger = next(b for b in bindings if b["type"].endswith("Trigger"))
-            handler = function.get_user_function()
             name = function.get_function_name()
+            handler = _invoker(name, function.get_user_function(), trigger["name"])
             if trigger["type"] == "httpTrigger":
                 self.routes.append(
                     HttpRoute(
@@ -94,9 +151,17 @@ class LocalFunctionHost:
             elif trigger["type"] == "timerTrigger":
                 self.timers.append((name, _schedule_seconds(self._setting(trigger["schedule"])), handler))
             elif trigger["type"] == "serviceBusTrigger":
-                self._setting(trigger["topicName"])
-                self._setting(trigger["subscriptionName"])
                 self.service_bus[name] = handler
+                self.service_bus_triggers.append(
+                    ServiceBusTrigger(
+                        name,
+                        self._setting(trigger["topicName"]),
+                        self._setting(trigger["subscriptionName"]),
+                        trigger["connection"],
+                        bool(trigger.get("isSessionsEnabled", False)),
+                        handler,
+                    )
+                )
             else:
                 raise HostError(f"{name}: the local host does not run {trigger['type']}")
         # Literal segments win over parameters, as on the real host.
@@ -104,7 +169,18 @@ class LocalFunctionHost:
 
     # -- running -----------------------------------------------------------------------------
 
-    def start(self, *, port: int = 0, run_timers: bool = True) -> LocalFunctionHost:
+    def start(
+        self,
+        *,
+        port: int = 0,
+        run_timers: bool = True,
+        service_bus_session_idle_timeout: float = SESSION_IDLE_TIMEOUT_SECONDS,
+    ) -> LocalFunctionHost:
+        """Serve HTTP, run the timers, and receive for every Service Bus trigger whose connection
+        setting holds a connection string (an identity-based ``<name>__fullyQualifiedNamespace``
+        needs Azure: those triggers are left to ``deliver()``). A session is let go after
+        ``service_bus_session_idle_timeout`` seconds without a message (host.json's
+        ``sessionIdleTimeout``)."""
         host = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -132,6 +208,13 @@ class LocalFunctionHost:
         if run_timers:
             for name, seconds, handler in self.timers:
                 self._spawn(self._run_timer, name, seconds, handler)
+        for trigger in self.service_bus_triggers:
+            connection_string = self.settings.get(trigger.connection_setting)
+            if connection_string:
+                listener = ServiceBusTriggerListener(
+                    trigger, connection_string, session_idle_timeout=service_bus_session_idle_timeout
+                )
+                self._listeners.append(listener.start())
         return self
 
     @property
@@ -153,6 +236,9 @@ class LocalFunctionHost:
 
     def stop(self) -> None:
         self._stop.set()
+        for listener in self._listeners:
+            listener.stop()
+        self._listeners.clear()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

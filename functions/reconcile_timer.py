@@ -14,11 +14,20 @@ log = logging.getLogger("release_controller.timer")
 
 @bp.function_name("reconcile_timer")
 @bp.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
-def reconcile_timer(timer: func.TimerRequest) -> None:
+def reconcile_timer(timer: func.TimerRequest, context: func.Context) -> None:
     container = bootstrap.container()
     settings = container.settings
+
+    def adopt_invocation() -> None:
+        # The Python worker forwards a thread's log records only when the thread names the invocation
+        # (its `context.thread_local_storage`): without this, alerts raised on the worker threads would
+        # never reach Application Insights.
+        context.thread_local_storage.invocation_id = context.invocation_id
+
     report = container.service.reconcile_due(
-        budget_seconds=settings.reconcile_budget_seconds, concurrency=settings.reconcile_concurrency
+        budget_seconds=settings.reconcile_budget_seconds,
+        concurrency=settings.reconcile_concurrency,
+        on_worker_start=adopt_invocation,
     )
     log.info(
         "reconcile tick%s: %d reconciled, %d errors, %d left for the next tick",

@@ -9,6 +9,7 @@ its continuation token recorded.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -225,11 +226,14 @@ class Reconciler(ServiceBase):
 
     # -- the timer -------------------------------------------------------------------------------
 
-    def reconcile_due(self, *, budget_seconds: float, concurrency: int) -> TickReport:
+    def reconcile_due(
+        self, *, budget_seconds: float, concurrency: int, on_worker_start: Callable[[], None] | None = None
+    ) -> TickReport:
         """Advance every due release, at most ``concurrency`` at once, starting none after the budget.
 
         One release failing does not stop the others: its error is reported and it is retried on the
-        next tick with its state unchanged.
+        next tick with its state unchanged. ``on_worker_start`` runs first on each worker thread (the
+        timer ties the thread to its invocation, so the alerts logged there reach its logs).
         """
         report = TickReport()
         deadline = time.monotonic() + budget_seconds
@@ -241,7 +245,9 @@ class Reconciler(ServiceBase):
                 return None
             return self.reconcile(release_id)
 
-        with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="reconcile") as pool:
+        with ThreadPoolExecutor(
+            max_workers=max(1, concurrency), thread_name_prefix="reconcile", initializer=on_worker_start
+        ) as pool:
             futures = {pool.submit(run, ref.release_id): ref.release_id for ref in refs}
             for future in as_completed(futures):
                 release_id = futures[future]

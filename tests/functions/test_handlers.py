@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import uuid
 
 import azure.functions as func
 import pytest
@@ -93,9 +95,18 @@ def sb_message(doc, message_id, *, signed_with=TEST_KEY, **kw):
     )
 
 
-def tick(indexed, app, seconds=60):
+class Invocation:
+    """What the Functions host passes as ``context``: the invocation id and its thread-local storage."""
+
+    def __init__(self, function_name: str = "reconcile_timer"):
+        self.invocation_id = f"invocation-{uuid.uuid4().hex[:8]}"
+        self.function_name = function_name
+        self.thread_local_storage = threading.local()
+
+
+def tick(indexed, app, seconds=60, context=None):
     app.clock.advance(seconds)
-    indexed["reconcile_timer"].get_user_function()(TimerRequest(past_due=False))
+    indexed["reconcile_timer"].get_user_function()(TimerRequest(past_due=False), context or Invocation())
 
 
 def principal(name, roles=None):
@@ -389,3 +400,18 @@ def test_a_policy_that_does_not_load_is_a_503_over_http_and_a_redelivery_on_serv
             indexed["release_events"].get_user_function()(sb_message(CANARY_EVENT, "m"))
     finally:
         bootstrap.use(None)
+
+
+def test_the_timer_ties_its_worker_threads_to_its_invocation_so_their_alerts_reach_its_logs(indexed, app):
+    submit(indexed)
+    seen = []
+    reconcile = app.service.reconcile
+
+    def watched(release_id, **kw):
+        seen.append((threading.current_thread().name, getattr(context.thread_local_storage, "invocation_id", None)))
+        return reconcile(release_id, **kw)
+
+    app.service.reconcile = watched
+    context = Invocation()
+    tick(indexed, app, 60, context)
+    assert seen and all(name.startswith("reconcile") and ident == context.invocation_id for name, ident in seen)

@@ -67,13 +67,17 @@ def test_the_timer_schedule_comes_from_a_setting(indexed):
 
 
 def test_python_parameter_names_match_the_binding_names(indexed):
-    """The real worker checks this; get_functions() does not."""
+    """The real worker checks this; get_functions() does not. ``context`` is the worker's own
+    parameter (the invocation), bound to no binding, and typed as azure.functions.Context."""
     import inspect
 
     for fn in indexed.values():
-        params = set(inspect.signature(fn.get_user_function()).parameters)
+        signature = inspect.signature(fn.get_user_function())
+        params = set(signature.parameters) - {"context"}
         names = {b["name"] for b in bindings(fn) if b["direction"] == "IN"}
         assert names == params, fn.get_function_name()
+        if "context" in signature.parameters:
+            assert signature.parameters["context"].annotation in ("func.Context", "azure.functions.Context")
 
 
 def test_every_setting_a_binding_names_is_in_the_sample_settings(indexed):

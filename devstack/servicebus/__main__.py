@@ -1,0 +1,3 @@
+from devstack.servicebus.server import main
+
+main()
