@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := .make
 
-.PHONY: test lint security deps lock schema bench demo faults clean
+.PHONY: test lint security deps lock schema bench demo serve faults clean
 
 # The runtime is installed exactly as locked: every package pinned and its hash checked. The dev
 # tools go in afterwards, in a separate step, and may not change what the runtime locked.
@@ -48,6 +48,10 @@ bench: deps
 
 demo: deps
 	$(BIN)/python -m devstack.demo
+
+# The local stack without the tour, until Ctrl-C: prints its endpoints and releasectl commands.
+serve: deps
+	$(BIN)/python -m devstack.demo --serve
 
 clean:
 	rm -rf $(VENV) $(STAMPS) devstack/node_modules .pytest_cache .ruff_cache .hypothesis

@@ -1,23 +1,127 @@
-"""The README's demo command runs to the end by itself and shows both outcomes."""
+"""The README's demo commands, run as a person runs them: the tour ends by itself, checks its own
+outcomes and leaves nothing behind; `--serve` prints commands that work when pasted, and stops
+everything on SIGTERM."""
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_demo_ships_a_good_build_and_rolls_back_a_bad_one():
+@pytest.fixture
+def own_tmp(tmp_path):
+    """The demo's temporary files go here, so that whatever it leaves behind can be seen."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    env = {**os.environ, "TMPDIR": str(folder)}
+    for name in list(env):
+        if name.startswith("RELEASECTL_"):
+            del env[name]
+    return folder, env
+
+
+def test_the_demo_ships_a_good_build_and_rolls_back_a_bad_one_and_checks_it(own_tmp):
+    folder, env = own_tmp
     done = subprocess.run(
-        [sys.executable, "-m", "devstack.demo"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=240
+        [sys.executable, "-m", "devstack.demo"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    assert "   -> succeeded" in out
-    assert "   -> rolledBack: " in out
+    assert "$ releasectl publish -f " in out and "published web-1.1.0 on Service Bus" in out
+    assert "--via http" in out
+    assert "-> releasectl exit code 0 (succeeded)" in out
+    assert "-> releasectl exit code 1 (rolled back)" in out
+    assert "shifting, step 1/2, new 20%" in out, "progress is shown while the release runs"
     assert "Production now: 1.1.0 100%" in out
     assert "Staging slot runs: 1.1.0" in out
-    data_dir = next(line.split("data in ", 1)[1] for line in out.splitlines() if "data in " in line)
-    assert not Path(data_dir).exists(), "the demo removes the storage data it made"
+    assert "Demo checked" in out
+    assert list(folder.iterdir()) == [], "the demo removes every file it made"
+
+
+def _read_until(process: subprocess.Popen, marker: str, timeout: float) -> str:
+    """The demo's output up to a line holding ``marker`` (the watchdog is the test's timeout)."""
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    process.kill()
+    raise AssertionError(f"no {marker!r} in the demo's output:\n{''.join(seen)[-3000:]}")
+
+
+def test_serve_prints_commands_that_work_when_pasted_and_sigterm_stops_everything(own_tmp):
+    folder, env = own_tmp
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.demo", "--serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out = _read_until(process, "releasectl audit web-1.4.0", timeout=120)
+        assert "1) CI publishes" not in out, "--serve alone does not replay the tour"
+        assert "subscription 00000000-0000-0000-0000-000000000001, resource group rg-demo" in out
+        exports = dict(
+            shlex.split(line.strip().removeprefix("export "))[0].split("=", 1)
+            for line in out.splitlines()
+            if line.strip().startswith("export RELEASECTL_")
+        )
+        assert set(exports) >= {"RELEASECTL_API", "RELEASECTL_SERVICEBUS_CONNECTION", "RELEASECTL_SIGNING_KEY"}
+        pasted = next(line.strip() for line in out.splitlines() if line.strip().startswith("releasectl publish"))
+        argv = shlex.split(pasted)
+        assert argv[-1] == "--watch"
+        cli = [sys.executable, "-m", "releasectl"]
+        shell = {**env, **exports}
+        published = subprocess.run(
+            [*cli, *argv[1:-1], "--wait", "--interval", "1", "--timeout", "2m"],
+            check=False,
+            env=shell,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+        assert published.returncode == 0, published.stdout + published.stderr
+        assert "web-1.3.0 1.3.0 on contoso-web: succeeded" in published.stdout
+        listed = subprocess.run(
+            [*cli, "list", "--output", "json"],
+            check=False,
+            env=shell,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert '"web-1.3.0"' in listed.stdout
+        azurite_pid = int(out.split("(pid ", 1)[1].split(")", 1)[0])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, rest[-3000:]
+    assert "Stopping" in rest
+    with pytest.raises(ProcessLookupError):
+        os.kill(azurite_pid, 0)  # Azurite, which the demo started, is gone
+    assert list(folder.iterdir()) == [], "SIGTERM leaves no files behind"
