@@ -92,28 +92,18 @@ def test_serve_prints_commands_that_work_when_pasted_and_sigterm_stops_everythin
         pasted = next(line.strip() for line in out.splitlines() if line.strip().startswith("releasectl publish"))
         argv = shlex.split(pasted)
         assert argv[-1] == "--watch"
-        cli = [sys.executable, "-m", "releasectl"]
         shell = {**env, **exports}
-        published = subprocess.run(
-            [*cli, *argv[1:-1], "--wait", "--interval", "1", "--timeout", "2m"],
-            check=False,
-            env=shell,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=150,
-        )
+
+        def pasted_releasectl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+            command = [sys.executable, "-m", "releasectl", *args]
+            return subprocess.run(
+                command, check=False, env=shell, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+            )
+
+        published = pasted_releasectl(*argv[1:-1], "--wait", "--interval", "1", "--timeout", "2m", timeout=150)
         assert published.returncode == 0, published.stdout + published.stderr
         assert "web-1.3.0 1.3.0 on contoso-web: succeeded" in published.stdout
-        listed = subprocess.run(
-            [*cli, "list", "--output", "json"],
-            check=False,
-            env=shell,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        listed = pasted_releasectl("list", "--output", "json")
         assert listed.returncode == 0, listed.stderr
         assert '"web-1.3.0"' in listed.stdout
         azurite_pid = int(out.split("(pid ", 1)[1].split(")", 1)[0])

@@ -30,7 +30,6 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from shared.adapters.memory import InMemoryReleaseStore
 from shared.domain.model import OverrideKind
-from tests.builders import ingest
 from tests.faults.world import OPERATIONS, SITES, VARIANTS, Fault, World
 
 PEOPLE_DO = [k for k in OverrideKind if k is not OverrideKind.RETRY]
@@ -180,9 +179,7 @@ class Interleavings(RuleBasedStateMachine):
             elif who == "next build":
                 world.run(lambda: world.submit(site, 1 + n % 4, PLANS[(1 + n % 4 + len(site)) % len(PLANS)]))
             elif who == "same event" and release_id is not None:
-                body = world.bodies.get(release_id)
-                if body is not None:
-                    world.run(lambda: ingest(world.service, body, message_id=release_id, source="serviceBus"))
+                world.run(lambda: world.redeliver(release_id))
             elif release_id is not None:
                 kind = {"pause": OverrideKind.PAUSE, "rollback": OverrideKind.ROLLBACK}.get(who, OverrideKind.APPROVE)
                 world.run(lambda: world.override(release_id, kind, actor="dana"))

@@ -1,4 +1,5 @@
-"""The nine interleavings a randomized fault run found, one named test each, on both stores.
+"""The nine interleavings a randomized fault run found, one named test each, on both stores (and,
+last, a fault the run found in the world itself).
 
 Every test checks the invariants after every step (``World.check``), then heals the world and
 checks that every release settles with its alerts delivered (``World.calm``).
@@ -387,3 +388,40 @@ def test_9_the_local_stack_starts_storage_that_stopped_again_with_its_data(tmp_p
         settle(world)
     finally:
         server.stop()
+
+
+# The world itself ------------------------------------------------------------------------------
+
+
+def test_the_same_event_delivered_again_is_the_plan_that_won_its_id_not_the_first_body_tried(world):
+    """The long run's "the only plan ever sent as contoso-api-1 was refused": a first body for
+    contoso-api-3 was lost to an outage before it claimed the id and another plan won it; "the same
+    event, delivered again" sent the lost body from inside contoso-api-1's save, and the refusal it
+    rightly got escaped into that save and was blamed on contoso-api-1."""
+    from tests.faults.machine import Interleavings
+
+    steps = Interleavings()
+    steps.world = world
+    steps.fault(("storage outage", 1, None))
+    steps.submit(API, 3, 0, True)  # lost to the outage before it claims the id
+    steps.every_invariant_holds()
+    steps.submit(API, 3, 0, False)  # another plan wins the id
+    steps.every_invariant_holds()
+    assert world.known == ["contoso-api-3"]
+    steps.someone_else_acts("before a save", "same event", 0, WEB)
+    assert world.submit(API, 1, "canary") == "created"
+    assert world.store.before_commit is None, "the event was delivered again inside contoso-api-1's save"
+    world.check()
+    settle(world)
+
+
+def test_a_redelivery_the_controller_refuses_is_blamed_on_its_own_id_not_on_the_save_it_interrupts(world):
+    from tests.faults.world import body, release_event
+
+    assert world.submit(API, 3, "canary") == "created"
+    world.bodies["contoso-api-3"] = body(release_event(API, 3, "blue-green"))  # not the plan holding the id
+    world.store.before_commit = lambda: world.run(lambda: world.redeliver("contoso-api-3"))
+    assert world.submit(API, 1, "canary") == "created"
+    assert [v.detail for v in world.violations] == [
+        "contoso-api-3, delivered again with the plan it holds, was refused"
+    ]

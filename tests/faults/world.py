@@ -319,6 +319,19 @@ class World:
             self.violations.append(Violation("1", f"{release_id} was answered with a different plan"))
         return result.outcome
 
+    def redeliver(self, release_id: str) -> str | None:
+        """The same event, delivered again: the plan that holds the id (None when no plan of it was
+        created or found yet). A refusal is this event's violation, never the operation it
+        interrupts (an interloper runs inside another caller's save or platform call)."""
+        raw = self.bodies.get(release_id)
+        if raw is None:
+            return None
+        try:
+            return ingest(self.service, raw, message_id=release_id, source="serviceBus").outcome
+        except ReleaseIdConflict:
+            self.violations.append(Violation("1", f"{release_id}, delivered again with the plan it holds, was refused"))
+            return "conflict"
+
     def override(self, release_id: str, kind: OverrideKind, actor: str = "pat") -> str:
         try:
             release = self.service.override(release_id, kind, actor=person(actor), reason="testing")
