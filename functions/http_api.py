@@ -4,284 +4,75 @@ Every route but health needs a function key, and every route names the role it n
 App Service authentication's signed-in principal (or, in key-only mode for local development, the
 function key, which can never approve). Errors are application/problem+json. Nothing a client sends
 — body, query or header — is logged.
+
+The routes are declared here; what each does is in ``shared/triggers/http.py``, imported on the
+first request, so that indexing the app (every cold start) loads only ``azure.functions``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Callable
-from typing import Any
-
 import azure.functions as func
 
-from shared import bootstrap
-from shared.api import (
-    Problem,
-    audit_view,
-    bad_request,
-    check_release_id,
-    parse_action,
-    parse_list_query,
-    parse_reason,
-    parse_rejections_query,
-    rejection_view,
-    release_view,
-    require_json,
-    summary_view,
-)
-from shared.authority.policy_file import PolicyError
-from shared.authority.principals import BadPrincipal, Forbidden, NotAuthenticated, caller, require
-from shared.authority.proofs import EventProof
-from shared.domain.lifecycle import OverrideRefused
-from shared.domain.model import Actor, OverrideKind
-from shared.domain.schema import MAX_EVENT_BYTES
-from shared.ports import ReleaseIdConflict, ReleaseNotFound, StoreUnavailable
-from shared.service import TooManyConflicts
-from shared.settings import SettingsError
-
 bp = func.Blueprint()
-log = logging.getLogger("release_controller.http")
-
-JSON = "application/json"
-PROBLEM_JSON = "application/problem+json"
-MAX_HEADER = 16 * 1024
-REFUSAL_STATUS = {"invalid": 400, "unproven": 401, "forbidden": 403}
-
-
-def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(
-        json.dumps(body, ensure_ascii=False), status_code=status, mimetype=JSON, headers=headers or {}
-    )
-
-
-def _path(req: func.HttpRequest) -> str | None:
-    return "/" + req.url.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0] if req.url else None
-
-
-def _problem(problem: Problem, req: func.HttpRequest, headers: dict[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(
-        json.dumps(problem.body(_path(req)), ensure_ascii=False),
-        status_code=problem.status,
-        mimetype=PROBLEM_JSON,
-        headers=headers or {},
-    )
-
-
-def _caller(req: func.HttpRequest) -> Actor:
-    """Who is calling. Raises Problem (401, or 400 for a malformed principal)."""
-    settings = bootstrap.access_settings(bootstrap.container().settings)
-    try:
-        return caller(req.headers, settings)
-    except NotAuthenticated as exc:
-        raise Problem(401, "not-authenticated", "Sign-in required", str(exc)) from None
-    except BadPrincipal as exc:
-        errors = [{"field": "X-MS-CLIENT-PRINCIPAL", "message": str(exc)}]
-        raise Problem(400, "bad-principal", "The principal is not valid", str(exc), errors) from None
-
-
-def _who(req: func.HttpRequest, action: str) -> Actor:
-    """The caller, if it holds the role ``action`` needs. Raises Problem (401/403)."""
-    return _allowed(_caller(req), action)
-
-
-def _allowed(actor: Actor, action: str) -> Actor:
-    try:
-        require(actor, action)
-    except Forbidden as exc:
-        log.warning("refused %s to %s: needs role %s", exc.action, exc.actor.id, exc.role.value)
-        raise Problem(
-            403,
-            "forbidden",
-            "A role is missing",
-            str(exc),
-            [{"field": "role", "message": f"needs {exc.role.value}"}],
-            {"missingRole": exc.role.value},
-        ) from None
-    return actor
-
-
-def _handle(req: func.HttpRequest, route: str, work: Callable[[], func.HttpResponse]) -> func.HttpResponse:
-    """Map domain and storage outcomes to HTTP; nothing unexpected is swallowed silently, and no
-    log line carries what the client sent (a query string holds the function key)."""
-    try:
-        return work()
-    except Problem as problem:
-        return _problem(problem, req)
-    except ReleaseNotFound as exc:
-        return _problem(Problem(404, "release-not-found", "No such release", str(exc)), req)
-    except OverrideRefused as exc:
-        return _problem(Problem(409, "not-allowed-now", "Not allowed in the release's current state", exc.reason), req)
-    except ReleaseIdConflict as exc:
-        return _problem(
-            Problem(
-                409,
-                "release-id-conflict",
-                "The release id is taken",
-                str(exc),
-                [{"field": "releaseId", "message": "is already used by a different release"}],
-            ),
-            req,
-        )
-    except TooManyConflicts as exc:
-        return _problem(Problem(503, "busy", "The release is changing; try again", str(exc)), req, {"Retry-After": "1"})
-    except (SettingsError, PolicyError) as exc:
-        # The app's own configuration, not the request: say so (what to fix is in the log, for the
-        # platform team) and let clients retry once it is deployed again.
-        log.error("the controller is misconfigured: %s", exc)
-        return _problem(
-            Problem(503, "misconfigured", "The controller is misconfigured", "the reason is in the function's logs"),
-            req,
-            {"Retry-After": "60"},
-        )
-    except StoreUnavailable as exc:
-        log.error("storage unavailable: %s", exc)
-        return _problem(
-            Problem(503, "storage-unavailable", "Storage is unavailable", "try again shortly"),
-            req,
-            {"Retry-After": "5"},
-        )
-    except Exception:
-        log.exception("unhandled error serving %s %s", req.method, route)
-        return _problem(Problem(500, "internal-error", "Internal error", "the error is in the function's logs"), req)
-
-
-def _header(req: func.HttpRequest, name: str) -> str | None:
-    value = req.headers.get(name)
-    if value is not None and (len(value) > MAX_HEADER or not value.isascii()):
-        raise bad_request(f"the {name} header is not valid", [(name, "must be ASCII and at most 16 KiB")])
-    return value or None
 
 
 @bp.function_name("submit_release")
 @bp.route(route="releases", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def submit_release(req: func.HttpRequest) -> func.HttpResponse:
-    def work() -> func.HttpResponse:
-        actor = _who(req, "submit")
-        require_json(req.headers)
-        body = req.get_body() or b""
-        if len(body) > MAX_EVENT_BYTES:
-            raise Problem(
-                413, "too-large", "The event is too large", f"{len(body)} bytes; the limit is {MAX_EVENT_BYTES}"
-            )
-        proof = EventProof(
-            signature=_header(req, "x-release-signature-256"),
-            key_id=_header(req, "x-release-key-id"),
-            identity_token=_header(req, "x-release-identity-token"),
-        )
-        key = _header(req, "idempotency-key")
-        result = bootstrap.get_service().ingest(
-            body, message_id=key, source="http", proof=proof, caller=actor, keep_rejections=False
-        )
-        if result.outcome == "rejected":
-            status = REFUSAL_STATUS[result.refusal or "invalid"]
-            slug = {400: "invalid-release-event", 401: "unproven-origin", 403: "not-allowed-by-policy"}[status]
-            title = {400: "The release event is not valid", 401: "The event's origin is not proven"}.get(
-                status, "The release policy does not allow this release"
-            )
-            errors = [{"field": f or "(body)", "message": m} for f, m in result.errors]
-            raise Problem(status, slug, title, result.reason, errors)
-        assert result.release is not None
-        view = release_view(result.release)
-        if result.outcome == "duplicate":
-            return _json(200, view, {"Location": view["links"]["self"]})
-        return _json(201, view, {"Location": view["links"]["self"]})
+    from shared.triggers import http
 
-    return _handle(req, "POST /api/releases", work)
+    return http.submit_release(req)
 
 
 @bp.function_name("list_releases")
 @bp.route(route="releases", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def list_releases(req: func.HttpRequest) -> func.HttpResponse:
-    def work() -> func.HttpResponse:
-        _who(req, "list")
-        query = parse_list_query(dict(req.params))
-        try:
-            page = bootstrap.get_service().list(
-                site_key=query.site_key, site=query.site, phase=query.phase, limit=query.limit, cursor=query.cursor
-            )
-        except ValueError:
-            raise bad_request("the cursor is not valid", [("cursor", "is not a cursor this API handed out")]) from None
-        return _json(200, {"items": [summary_view(s) for s in page.items], "cursor": page.cursor})
+    from shared.triggers import http
 
-    return _handle(req, "GET /api/releases", work)
+    return http.list_releases(req)
 
 
 @bp.function_name("get_release")
 @bp.route(route="releases/{releaseId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_release(req: func.HttpRequest) -> func.HttpResponse:
-    def work() -> func.HttpResponse:
-        _who(req, "get")
-        release_id = check_release_id(req.route_params.get("releaseId", ""))
-        return _json(200, release_view(bootstrap.get_service().get(release_id)))
+    from shared.triggers import http
 
-    return _handle(req, "GET /api/releases/{id}", work)
+    return http.get_release(req)
 
 
 @bp.function_name("get_release_audit")
 @bp.route(route="releases/{releaseId}/audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_release_audit(req: func.HttpRequest) -> func.HttpResponse:
-    def work() -> func.HttpResponse:
-        _who(req, "audit")
-        release_id = check_release_id(req.route_params.get("releaseId", ""))
-        entries = bootstrap.get_service().audit(release_id)
-        return _json(200, {"releaseId": release_id, "entries": [audit_view(e) for e in entries]})
+    from shared.triggers import http
 
-    return _handle(req, "GET /api/releases/{id}/audit", work)
+    return http.get_release_audit(req)
 
 
 @bp.function_name("override_release")
 @bp.route(route="releases/{releaseId}/{action}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def override_release(req: func.HttpRequest) -> func.HttpResponse:
-    def work() -> func.HttpResponse:
-        actor = _caller(req)
-        release_id = check_release_id(req.route_params.get("releaseId", ""))
-        action = parse_action(req.route_params.get("action", ""))
-        _allowed(actor, action.value)
-        require_json(req.headers)
-        reason = parse_reason(req.get_body() or b"")
-        release = bootstrap.get_service().override(release_id, action, actor=actor, reason=reason)
-        view = release_view(release)
-        if action is OverrideKind.RETRY:
-            return _json(201, view, {"Location": view["links"]["self"]})
-        return _json(202, view)
+    from shared.triggers import http
 
-    return _handle(req, "POST /api/releases/{id}/{action}", work)
+    return http.override_release(req)
 
 
 @bp.function_name("get_policy")
 @bp.route(route="policy", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_policy(req: func.HttpRequest) -> func.HttpResponse:
-    def work() -> func.HttpResponse:
-        _who(req, "policy")
-        container = bootstrap.container()
-        authority = container.service.authority
-        return _json(
-            200,
-            {
-                "path": str(bootstrap.policy_path(container.settings).name),
-                "digest": authority.policy.digest,
-                "policy": container.parts.get("policy_document"),
-            },
-        )
+    from shared.triggers import http
 
-    return _handle(req, "GET /api/policy", work)
+    return http.get_policy(req)
 
 
 @bp.function_name("list_rejections")
 @bp.route(route="rejections", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def list_rejections(req: func.HttpRequest) -> func.HttpResponse:
-    def work() -> func.HttpResponse:
-        _who(req, "rejections")
-        service = bootstrap.get_service()
-        query = parse_rejections_query(dict(req.params), service.clock.now().strftime("%Y-%m-%d"))
-        rows = service.rejections(query.day, query.limit)
-        return _json(200, {"day": query.day, "items": [rejection_view(r) for r in rows]})
+    from shared.triggers import http
 
-    return _handle(req, "GET /api/rejections", work)
+    return http.list_rejections(req)
 
 
 @bp.function_name("healthz")
 @bp.route(route="healthz", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def healthz(req: func.HttpRequest) -> func.HttpResponse:
-    return _json(200, {"status": "ok"})
+    return func.HttpResponse('{"status": "ok"}', status_code=200, mimetype="application/json")

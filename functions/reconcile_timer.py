@@ -1,40 +1,18 @@
-"""Timer trigger: advance every due release (steps, bakes, analysis, swaps) within a time budget."""
+"""Timer trigger: advance every due release (steps, bakes, analysis, swaps) within a time budget.
+
+What a tick does is in ``shared/triggers/timer.py``, imported on the first tick.
+"""
 
 from __future__ import annotations
 
-import logging
-
 import azure.functions as func
 
-from shared import bootstrap
-
 bp = func.Blueprint()
-log = logging.getLogger("release_controller.timer")
 
 
 @bp.function_name("reconcile_timer")
 @bp.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def reconcile_timer(timer: func.TimerRequest, context: func.Context) -> None:
-    container = bootstrap.container()
-    settings = container.settings
+    from shared.triggers import timer as tick
 
-    def adopt_invocation() -> None:
-        # The Python worker forwards a thread's log records only when the thread names the invocation
-        # (its `context.thread_local_storage`): without this, alerts raised on the worker threads would
-        # never reach Application Insights.
-        context.thread_local_storage.invocation_id = context.invocation_id
-
-    report = container.service.reconcile_due(
-        budget_seconds=settings.reconcile_budget_seconds,
-        concurrency=settings.reconcile_concurrency,
-        on_worker_start=adopt_invocation,
-    )
-    log.info(
-        "reconcile tick%s: %d reconciled, %d errors, %d left for the next tick",
-        " (past due)" if timer.past_due else "",
-        len(report.reconciled),
-        len(report.errors),
-        len(report.skipped_for_budget),
-    )
-    for release_id, error in report.errors:
-        log.error("release %s not reconciled: %s", release_id, error)
+    tick.reconcile_timer(timer, context)

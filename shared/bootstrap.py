@@ -11,10 +11,11 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.service import ReleaseService
-from shared.settings import Settings
+if TYPE_CHECKING:
+    from shared.service import ReleaseService
+    from shared.settings import Settings
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,6 +59,7 @@ def build(settings: Settings, *, credential: Any = None) -> Container:
     """Wire the adapters the settings ask for. ``credential`` replaces DefaultAzureCredential (the
     local host passes one for the App Service emulator)."""
     from shared.adapters.table_store import TableReleaseStore
+    from shared.service import ReleaseService
 
     if settings.store_connection_string:
         store = TableReleaseStore.from_connection_string(settings.store_connection_string, prefix=settings.table_prefix)
@@ -133,6 +135,8 @@ def container() -> Container:
     if _container is None:
         with _lock:
             if _container is None:
+                from shared.settings import Settings
+
                 _container = build(Settings.from_env())
     return _container
 

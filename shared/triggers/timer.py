@@ -1,0 +1,38 @@
+"""What the timer trigger does on each tick (declared in functions/reconcile_timer.py): advance every
+due release (steps, bakes, analysis, swaps) within a time budget."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared import bootstrap
+
+log = logging.getLogger("release_controller.timer")
+
+
+def reconcile_timer(timer: func.TimerRequest, context: func.Context) -> None:
+    container = bootstrap.container()
+    settings = container.settings
+
+    def adopt_invocation() -> None:
+        # The Python worker forwards a thread's log records only when the thread names the invocation
+        # (its `context.thread_local_storage`): without this, alerts raised on the worker threads would
+        # never reach Application Insights.
+        context.thread_local_storage.invocation_id = context.invocation_id
+
+    report = container.service.reconcile_due(
+        budget_seconds=settings.reconcile_budget_seconds,
+        concurrency=settings.reconcile_concurrency,
+        on_worker_start=adopt_invocation,
+    )
+    log.info(
+        "reconcile tick%s: %d reconciled, %d errors, %d left for the next tick",
+        " (past due)" if timer.past_due else "",
+        len(report.reconciled),
+        len(report.errors),
+        len(report.skipped_for_budget),
+    )
+    for release_id, error in report.errors:
+        log.error("release %s not reconciled: %s", release_id, error)
