@@ -90,6 +90,8 @@ def _launch(port: int, location: Path | None) -> tuple[subprocess.Popen[bytes], 
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, "NODE_NO_WARNINGS": "1"},
+            # Its own session: a Ctrl-C in the terminal reaches the owner, which stops it by PID.
+            start_new_session=True,
         )
     return process, log_path
 

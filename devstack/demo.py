@@ -82,8 +82,8 @@ def release_event(release_id: str, version: str, error_rate: str) -> dict[str, A
     }
 
 
-class Stopped(Exception):
-    """SIGTERM: stop as on Ctrl-C."""
+class Stopped(BaseException):
+    """SIGTERM: stop as on Ctrl-C (a BaseException, so no library's ``except Exception`` eats it)."""
 
 
 @contextlib.contextmanager
@@ -92,17 +92,6 @@ def stack(data_dir: Path) -> Iterator[dict[str, Any]]:
     with contextlib.ExitStack() as started:
         azurite = start_azurite(location=data_dir)
         started.callback(azurite.stop)
-        watching = threading.Event()
-        started.callback(watching.set)
-
-        def keep_storage_up() -> None:
-            # Releases live on disk: if Azurite stops (or is restarted by hand), start it again on
-            # the same port and data, and the controller carries on where it was.
-            while not watching.wait(1.0):
-                if azurite.ensure_running():
-                    print(f"  (Azurite had stopped; restarted on port {azurite.port} with its data)")
-
-        threading.Thread(target=keep_storage_up, name="azurite-watchdog", daemon=True).start()
         emulator = AppServiceEmulator(
             EmulatorConfig(
                 [
@@ -155,6 +144,19 @@ def stack(data_dir: Path) -> Iterator[dict[str, Any]]:
         site = emulator.site(SITE)
         visitors = Visitors(f"https://{site.front_door_host}/", emulator.ca_file, rate_per_second=80).start()
         started.callback(visitors.stop)
+        watching = threading.Event()
+
+        def keep_storage_up() -> None:
+            # Releases live on disk: if Azurite stops (or is restarted by hand), start it again on
+            # the same port and data, and the controller carries on where it was.
+            while not watching.wait(1.0):
+                if azurite.ensure_running():
+                    print(f"  (Azurite had stopped; restarted on port {azurite.port} with its data)")
+
+        watchdog = threading.Thread(target=keep_storage_up, name="azurite-watchdog", daemon=True)
+        watchdog.start()
+        started.callback(watchdog.join, 35)  # the last thing started, the first stopped
+        started.callback(watching.set)
         yield {
             "azurite": azurite,
             "emulator": emulator,
@@ -185,11 +187,21 @@ def releasectl(s: dict[str, Any], *argv: str) -> int:
     print(f"   $ releasectl {shlex.join(argv)}")
     os.environ.update(releasectl_env(s, PIPELINE))
     sys.stdout.flush()
-    return main(list(argv))
+    code = main(list(argv))
+    if code == 130:  # releasectl's answer to Ctrl-C: the demo stops too
+        raise KeyboardInterrupt
+    return code
 
 
-def progress(s: dict[str, Any], release_id: str, started: float) -> None:
-    """Watch a release to its end, as `releasectl watch` shows it, plus what real visitors got."""
+def meaning(code: int) -> str:
+    from releasectl.outcomes import Exit
+
+    return Exit(code).name.lower().replace("_", " ") if code in set(Exit) else "unexpected"
+
+
+def progress(s: dict[str, Any], release_id: str, started: float, timeout: float = 180.0) -> bool:
+    """Watch a release to its end, as `releasectl watch` shows it, plus what real visitors got.
+    False when it has not ended within ``timeout`` seconds."""
     from releasectl.client import Api
     from releasectl.outcomes import is_final
     from releasectl.render import headline, live_view, new_share
@@ -204,8 +216,9 @@ def progress(s: dict[str, Any], release_id: str, started: float) -> None:
 
         live = Live(refresh_per_second=4, transient=False)
         live.start()
+    deadline = time.monotonic() + timeout
     try:
-        while True:
+        while time.monotonic() < deadline:
             time.sleep(1)
             view = api.release(release_id, missing_ok=True)
             seen = f"visitors: {share(visitors.take())}"
@@ -218,7 +231,9 @@ def progress(s: dict[str, Any], release_id: str, started: float) -> None:
                 state = f"{headline(view).split(': ', 1)[1]}, new {new_share(view)}%"
                 print(f"  t+{time.monotonic() - started:4.0f}s  {release_id:10s} {state:34s} {seen}")
             if is_final(view):
-                return
+                return True
+        print(f"  {release_id} did not end within {timeout:.0f} s")
+        return False
     finally:
         if live is not None:
             live.stop()
@@ -236,15 +251,21 @@ def tour(s: dict[str, Any]) -> bool:
 
     print("\n1) CI publishes 1.1.0 on Service Bus: deploy, validate, 20% -> 50%, swap")
     sent = releasectl(s, "publish", "-f", str(good), "--key-id", KEY_ID)
-    progress(s, "web-1.1.0", started)
-    first = releasectl(s, "wait", "web-1.1.0", "--timeout", "30s")
-    print(f"   -> releasectl exit code {first} ({Exit(first).name.lower().replace('_', ' ')})")
+    first = (
+        releasectl(s, "wait", "web-1.1.0", "--timeout", "30s")
+        if sent == Exit.SUCCEEDED and progress(s, "web-1.1.0", started)
+        else -1
+    )
+    print(f"   -> releasectl exit code {first} ({meaning(first)})")
 
     print("\n2) CI submits 1.2.0 over the HTTP API: a bad build (30% of its requests fail)")
     submitted = releasectl(s, "publish", "-f", str(bad), "--key-id", KEY_ID, "--via", "http")
-    progress(s, "web-1.2.0", started)
-    second = releasectl(s, "wait", "web-1.2.0", "--timeout", "30s")
-    print(f"   -> releasectl exit code {second} ({Exit(second).name.lower().replace('_', ' ')})")
+    second = (
+        releasectl(s, "wait", "web-1.2.0", "--timeout", "30s")
+        if submitted == Exit.SUCCEEDED and progress(s, "web-1.2.0", started)
+        else -1
+    )
+    print(f"   -> releasectl exit code {second} ({meaning(second)})")
 
     print("\nThe audit trail of web-1.2.0:")
     releasectl(s, "audit", "web-1.2.0")
@@ -284,17 +305,20 @@ In another shell, from the project's folder (these keys and the signed-in person
     for name, value in releasectl_env(s, ON_CALL).items():
         print(f"  export {name}={shlex.quote(value)}")
     print(
-        f"""  releasectl publish -f {shlex.quote(str(sample))} --key-id {KEY_ID} --watch
+        f"""  releasectl publish -f {shlex.quote(str(sample))} --key-id {KEY_ID}
+  releasectl watch web-1.3.0
   releasectl list
-  releasectl status web-1.3.0
-  releasectl pause web-1.3.0 --reason "looking at the logs"
-  releasectl resume web-1.3.0 --reason "logs are clean"
   releasectl publish -f {shlex.quote(str(sample))} --release-id web-1.4.0 --version 1.4.0 \\
-      --image contoso.azurecr.io/web:1.4.0 --set EMULATOR_ERROR_RATE=0.3 --key-id {KEY_ID} --watch
-  releasectl rollback web-1.4.0 --reason "errors on the canary"
-  releasectl rejections
+      --image contoso.azurecr.io/web:1.4.0 --set EMULATOR_ERROR_RATE=0.3 --key-id {KEY_ID}
+  releasectl pause web-1.4.0 --reason "holding it while we look"
+  releasectl status web-1.4.0
+  releasectl resume web-1.4.0 --reason "go on"
+  releasectl watch web-1.4.0
   releasectl audit web-1.4.0
-(Dana may pause, resume, roll back and approve; publishing is proven by the signing key.)
+  releasectl rejections
+(1.3.0 is a good build; 1.4.0 fails 30% of its requests and the analysis rolls it back. Dana may
+pause, resume, promote, roll back and approve: `releasectl rollback ID --reason …`; publishing is
+proven by the signing key.)
 """,
         flush=True,
     )
@@ -319,21 +343,29 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="release-controller-demo-"))
     data_dir.mkdir(parents=True, exist_ok=True)
-    ok = True
+    ok = args.serve and not args.tour  # a tour must finish, and pass, to succeed
+    interrupted = 0
     try:
         with stack(data_dir) as s:
-            print(f"Functions host {s['host'].url}/api and its Azure stand-ins are up; data in {data_dir}")
+            up = f"Functions host {s['host'].url}/api and its Azure stand-ins are up"
+            print(f"{up} (Azurite pid {s['azurite'].process.pid}); data in {data_dir}", flush=True)
             if not args.serve or args.tour:
                 ok = tour(s)
             if args.serve:
                 describe(s)
                 while True:
                     time.sleep(1)
-    except (KeyboardInterrupt, Stopped):
-        print("\nStopping: everything the demo started is stopped, and its files removed.", flush=True)
+    except KeyboardInterrupt:
+        interrupted = 130
+    except Stopped:
+        interrupted = 143
     finally:
         if args.data_dir is None:
             shutil.rmtree(data_dir, ignore_errors=True)
+    if interrupted:
+        print("\nStopped: everything the demo started is stopped, and its files removed.", flush=True)
+        # Serving ends this way by design; a tour cut short did not show what it should have.
+        return 0 if args.serve and ok else interrupted
     return 0 if ok else 1
 
 

@@ -1,12 +1,11 @@
-"""A local stand-in for the Azure Functions host (Core Tools cannot be installed here).
+"""A local stand-in for the Azure Functions host, so tests and the demo need no Core Tools.
 
 It indexes ``function_app.app`` the way the host does (``get_functions()`` and the raw bindings),
 checks that every ``%setting%`` a binding names exists, and then runs the same registered
 functions: HTTP routes under ``/api`` (function keys enforced for FUNCTION-level routes), the
 timer on its schedule, and Service Bus messages — received from a namespace with the real SDK
 when the binding's connection setting holds a connection string (``servicebus_trigger.py``; the
-Service Bus stand-in in ``devstack/servicebus`` serves one locally), or posted to
-``/_devstack/servicebus`` / handed to ``deliver()``.
+Service Bus stand-in in ``devstack/servicebus`` serves one locally), or handed to ``deliver()``.
 """
 
 from __future__ import annotations
@@ -242,6 +241,9 @@ class LocalFunctionHost:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        for thread in self._threads:  # a timer tick under way ends before what it uses is torn down
+            thread.join(timeout=30)
+        self._threads.clear()
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -250,8 +252,6 @@ class LocalFunctionHost:
     ) -> tuple[int, dict[str, str], bytes]:
         split = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        if split.path == "/_devstack/servicebus" and method == "POST":
-            return self.deliver(body, message_id=headers.get("x-message-id") or headers.get("X-Message-Id"))
         if not split.path.startswith("/api/"):
             return 404, {}, b""
         path = split.path[len("/api/") :]

@@ -116,6 +116,9 @@ class ServiceBusTriggerListener:
                     # The host logs a listener error and reconnects with a back-off.
                     log.warning("Service Bus listener of %s: %s; reconnecting", self.trigger.function, exc)
                     self._stop.wait(self.poll_seconds)
+                except Exception:  # a listener that dies in silence would leave messages waiting forever
+                    log.exception("Service Bus listener of %s failed; starting again", self.trigger.function)
+                    self._stop.wait(self.poll_seconds)
         finally:
             renewer.close()
 

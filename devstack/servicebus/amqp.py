@@ -498,6 +498,10 @@ class ServiceBusHandler(Handler):
             self._settle_incoming(delivery)
         except BrokerError as error:
             self._settle_incoming(delivery, _condition(error.condition, error.description))
+        except NotImplementedError as error:
+            self._settle_incoming(
+                delivery, _condition(NOT_IMPLEMENTED, f"the Service Bus stand-in does not implement {error}")
+            )
         except ValueError as error:
             self._settle_incoming(delivery, _condition("amqp:decode-error", str(error)))
 

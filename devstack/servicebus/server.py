@@ -77,9 +77,11 @@ class ServiceBusEmulator:
         self._injector.trigger(ApplicationEvent("stop_stand_in"))
         self._thread.join(timeout)
         if self._thread.is_alive():
+            # Its event loop may still read the injector's pipe: leave it open rather than pull it away.
             log.warning("the Service Bus stand-in did not stop within %.0f s", timeout)
-        for fd in self._injector.pipe:
-            os.close(fd)
+        else:
+            for fd in self._injector.pipe:
+                os.close(fd)
         self._thread = None
         self._injector = None
 

@@ -33,6 +33,7 @@ _SYMBOLIC = {
 SEQUENCE_NUMBER = symbol("x-opt-sequence-number")
 ENQUEUED_TIME = symbol("x-opt-enqueued-time")
 LOCKED_UNTIL = symbol("x-opt-locked-until")
+SCHEDULED_ENQUEUE_TIME = symbol("x-opt-scheduled-enqueue-time")
 DEAD_LETTER_REASON = "DeadLetterReason"
 DEAD_LETTER_DESCRIPTION = "DeadLetterErrorDescription"
 # .NET ticks (100 ns since 0001-01-01) at the Unix epoch: how Service Bus writes some times.
@@ -111,6 +112,9 @@ def envelope(payload: bytes) -> Envelope:
         raise ValueError("the message has no body section")
     properties = next((s.value for s in sections if s.code == PROPERTIES), None) or []
     header = next((s.value for s in sections if s.code == HEADER), None) or []
+    annotations = next((s.value for s in sections if s.code == MESSAGE_ANNOTATIONS), None) or {}
+    if SCHEDULED_ENQUEUE_TIME in annotations:
+        raise NotImplementedError("a message scheduled for later (x-opt-scheduled-enqueue-time)")
     message_id = properties[0] if len(properties) > 0 else None
     session_id = properties[10] if len(properties) > 10 else None
     ttl_ms = header[2] if len(header) > 2 else None

@@ -257,6 +257,9 @@ def test_what_the_stand_in_does_not_implement_fails_loudly():
             sender.schedule_messages(ServiceBusMessage("later", session_id="s"), datetime.now(UTC), timeout=5)
         with session_receiver(sb, "s") as receiver, pytest.raises(ServiceBusError, match="receive-by-sequence"):
             receiver.receive_deferred_messages([1], timeout=5)
+        with sb.get_topic_sender(TOPIC) as sender, pytest.raises(ServiceBusError, match="scheduled for later"):
+            later = ServiceBusMessage("later", session_id="s", scheduled_enqueue_time_utc=datetime.now(UTC))
+            sender.send_messages(later, timeout=5)  # never delivered at once, as if it had not been scheduled
         with sb.get_topic_sender(TOPIC) as sender, pytest.raises(ServiceBusError, match="session id"):
             sender.send_messages(ServiceBusMessage("no session"), timeout=5)  # the subscription requires one
 
