@@ -57,4 +57,4 @@ clean:
 	rm -rf $(VENV) $(STAMPS) devstack/node_modules .pytest_cache .ruff_cache .hypothesis
 
 faults: deps
-	$(BIN)/python -m tests.faults.run --scenarios 10000 --store both
+	$(BIN)/python -m tests.faults.run --scenarios 10000 --store both --shards 10 --parallel 2
