@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["cold_start", "first_answer", "intake", "reconcile", "rollback_latency"]
+ALL = ["cold_start", "first_answer", "intake", "reconcile", "round_trips", "rollback_latency"]
 
 
 def main(argv: list[str]) -> None:
