@@ -128,13 +128,12 @@ class Versioned(Generic[T]):
 @dataclass(frozen=True)
 class ReleaseWrite:
     """One release row to insert (``etag`` None) or replace (If-Match ``etag``), with its audit rows.
-    ``indexed_at`` is when an inserted release enters the active index (the store's clock if None)."""
+    The release's entry in the due index moves with it, in the same transaction."""
 
     release: Release
     etag: str | None
     audit: tuple[AuditEntry, ...] = ()
     fingerprint: str | None = None
-    indexed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -157,14 +156,14 @@ class TokenUse:
 
 
 @dataclass(frozen=True)
-class ActiveRef:
-    """An entry of the active index: when it was (last) written, and its ETag, so that removing an
-    entry nobody could resolve never removes one a creation has just written again."""
+class DueRef:
+    """An unsettled release in the store's due index: when it next needs attention, and where its
+    row is (``row``, opaque to everyone but the store), so that it loads in one round trip."""
 
     release_id: str
     site_key: str
-    indexed_at: datetime | None = None
-    etag: str | None = None
+    due_at: datetime
+    row: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +205,15 @@ class RejectedEvent:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+class WorkQueue(Protocol):
+    """The queue that spreads reconciles over workers: one message per due release."""
+
+    def send(self, ref: DueRef, *, delay_seconds: float = 0.0) -> None:
+        """Deliver ``ref`` to a worker after ``delay_seconds``. Raises on failure (callers log it:
+        the due index still holds the release)."""
+        ...
+
+
 class ReleaseStore(Protocol):
     def claim_release_id(self, claim: IdClaim) -> IdClaim:
         """Reserve ``claim.release_id`` (idempotent). Returns the claim that holds the id, which may
@@ -230,20 +238,28 @@ class ReleaseStore(Protocol):
     ) -> dict[str, str]:
         """Write release rows, their audit rows and (optionally) the site row in one transaction.
 
-        An inserted release is indexed as active before its row is written, and only under an id
-        claimed for the same site and plan. Returns the new ETag of each release written. Raises
-        ConcurrencyConflict (someone else wrote first), DuplicateRelease (an inserted release
-        exists), ReleaseIdConflict (its id is claimed by another plan), EntityTooLarge,
-        StoreUnavailable.
+        An inserted release is written only under an id claimed for the same site and plan. Each
+        release's due-index entry (``lifecycle.attention_at``) is moved in the same transaction.
+        Returns the new ETag of each release written. Raises ConcurrencyConflict (someone else
+        wrote first), DuplicateRelease (an inserted release exists), ReleaseIdConflict (its id is
+        claimed by another plan), EntityTooLarge, StoreUnavailable.
         """
         ...
 
-    def list_active(self) -> list[ActiveRef]:
-        """Releases not yet settled (final, site free, alerts delivered): the timer's work list."""
+    def load_due(self, ref: DueRef) -> tuple[Versioned[Release], Versioned[SiteState]] | None:
+        """The release ``ref`` names with its site row, in one round trip; None when it is gone."""
         ...
 
-    def forget_active(self, release_id: str, *, etag: str | None = None) -> None:
-        """Drop an index entry (only if unchanged since ``etag`` was read, when given)."""
+    def due_ref(self, release: Release) -> DueRef | None:
+        """Where ``release`` sits in the due index once saved as it is (None: settled)."""
+        ...
+
+    def list_due(self, before: datetime, *, limit: int | None = None) -> list[DueRef]:
+        """Unsettled releases due at or before ``before``, soonest first. Reads only those."""
+        ...
+
+    def list_active(self) -> list[DueRef]:
+        """Every release not yet settled (final, site free, alerts delivered), soonest due first."""
         ...
 
     def list_releases(

@@ -26,6 +26,7 @@ from shared.adapters.codec import (
     state_to_record,
 )
 from shared.adapters.slot_settings import release_settings
+from shared.domain.lifecycle.schedule import attention_at
 from shared.domain.model import (
     Artifact,
     Check,
@@ -49,8 +50,8 @@ from shared.domain.model import (
 )
 from shared.domain.schema import spec_fingerprint
 from shared.ports import (
-    ActiveRef,
     ConcurrencyConflict,
+    DueRef,
     DuplicateRelease,
     IdClaim,
     Page,
@@ -78,6 +79,10 @@ class _Row:
     etag: str
 
 
+def _due_order(ref: DueRef) -> tuple[datetime, str]:
+    return (ref.due_at, ref.release_id)
+
+
 class InMemoryReleaseStore:
     """A ReleaseStore in a dict, guarded by one lock, with ETags and all-or-nothing commits."""
 
@@ -89,7 +94,7 @@ class InMemoryReleaseStore:
         self._sites: dict[str, _Row] = {}
         self._releases: dict[str, _Row] = {}
         self._audit: dict[str, list[dict[str, Any]]] = {}
-        self._active: dict[str, ActiveRef] = {}
+        self._due: dict[str, DueRef] = {}
         self._specs: dict[str, ReleaseSpec] = {}
         self.rejected: list[RejectedEvent] = []
         self.unavailable = False
@@ -132,7 +137,7 @@ class InMemoryReleaseStore:
             if spec is None:
                 spec = self._specs[release_id] = spec_from_record(json.loads(data["spec"]))
             release = release_from_records(spec, json.loads(data["state"]))
-            return Versioned(replace(release, audit_seq=data["auditSeq"]), row.etag)
+            return Versioned(replace(release, audit_seq=data["auditSeq"], indexed_due=data.get("dueAt")), row.etag)
 
     def load_release(self, release_id: str) -> Versioned[Release]:
         found = self.find_release(release_id)
@@ -159,9 +164,6 @@ class InMemoryReleaseStore:
                     )
                     if held.site_key != site_key or held.fingerprint != fingerprint:
                         raise ReleaseIdConflict(w.release.id, held.site_key)
-                    self._active[w.release.id] = ActiveRef(
-                        w.release.id, site_key, w.indexed_at or datetime.now(UTC), self._etag()
-                    )
                 current = self._releases.get(w.release.id)
                 if w.etag is None and current is not None:
                     raise DuplicateRelease(w.release.id)
@@ -175,26 +177,40 @@ class InMemoryReleaseStore:
                         "spec": json.dumps(spec_to_record(w.release.spec)),
                         "state": json.dumps(state_to_record(w.release)),
                         "auditSeq": w.release.audit_seq + len(w.audit),
+                        "dueAt": attention_at(w.release),
                     },
                     etag,
                 )
+                due = attention_at(w.release)
+                if due is None:
+                    self._due.pop(w.release.id, None)
+                else:
+                    self._due[w.release.id] = DueRef(w.release.id, site_key, due, w.release.id)
                 self._audit.setdefault(w.release.id, []).extend(audit_to_record(a) for a in w.audit)
                 etags[w.release.id] = etag
             if site is not None:
                 self._sites[site_key] = _Row(site_to_record(site.value), self._etag())
             return etags
 
-    def list_active(self) -> list[ActiveRef]:
+    def load_due(self, ref: DueRef) -> tuple[Versioned[Release], Versioned[SiteState]] | None:
         with self._lock:
-            self._check_available()
-            return [self._active[rid] for rid in sorted(self._active)]
+            found = self.find_release(ref.release_id)
+            return (found, self.load_site(ref.site_key)) if found is not None else None
 
-    def forget_active(self, release_id: str, *, etag: str | None = None) -> None:
+    def due_ref(self, release: Release) -> DueRef | None:
+        due = attention_at(release)
+        return DueRef(release.id, release.site_key, due, release.id) if due is not None else None
+
+    def list_due(self, before: datetime, *, limit: int | None = None) -> list[DueRef]:
         with self._lock:
             self._check_available()
-            current = self._active.get(release_id)
-            if current is not None and (etag is None or current.etag == etag):
-                del self._active[release_id]
+            due = sorted((r for r in self._due.values() if r.due_at <= before), key=_due_order)
+        return due[:limit] if limit is not None else due
+
+    def list_active(self) -> list[DueRef]:
+        with self._lock:
+            self._check_available()
+            return sorted(self._due.values(), key=_due_order)
 
     def list_releases(
         self,

@@ -2,12 +2,14 @@
 
 Tables (names take an optional prefix):
 - ``Releases``: one partition per site. Rows: ``site`` (active/queued/last good), ``release|<inverted
-  time>|<id>`` (newest first), ``audit|<id>|<seq>``. A transition, its audit rows and the site row are
-  one entity-group transaction, If-Match on every row that existed.
+  time>|<id>`` (newest first), ``audit|<id>|<seq>``, and ``due|<due time>|<id>``: one per unsettled
+  release, keyed by when it next needs attention. A transition, its audit rows, its due row and the
+  site row are one entity-group transaction, If-Match on every row that existed, so the due index
+  can never disagree with the releases. The timer reads only the due rows whose key is before now
+  (a RowKey range); a release that is waiting costs nothing.
 - ``ReleaseIndex``: partition ``id`` maps a release id to its site and row (point reads, idempotent
-  creation); partition ``active`` lists unfinished releases for the timer (written before the
-  release row, removed after it is final, so no active release is missed); partition ``token``
-  records each CI identity token spent on an event (a token may carry one release plan only).
+  creation); partition ``token`` records each CI identity token spent on an event (a token may
+  carry one release plan only).
 - ``RejectedEvents``: one row per invalid event, with the full body, the reason and the time.
 """
 
@@ -23,14 +25,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
-    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -49,11 +50,12 @@ from shared.adapters.codec import (
     spec_to_record,
     state_to_record,
 )
+from shared.domain.lifecycle.schedule import attention_at
 from shared.domain.model import Phase, Release, SiteState
 from shared.domain.schema import spec_fingerprint
 from shared.ports import (
-    ActiveRef,
     ConcurrencyConflict,
+    DueRef,
     DuplicateRelease,
     EntityTooLarge,
     IdClaim,
@@ -99,6 +101,14 @@ def table_key(value: str) -> str:
 def _release_row_key(release_id: str, created_at: datetime) -> str:
     inverted = _INVERTED_BASE - int(created_at.timestamp() * 1000)
     return f"release|{inverted:013d}|{table_key(release_id)}"
+
+
+def _millis(at: datetime) -> int:
+    return max(0, int(at.timestamp() * 1000))
+
+
+def _due_row_key(release_id: str, due_at: datetime) -> str:
+    return f"due|{_millis(due_at):013d}|{table_key(release_id)}"
 
 
 def _audit_row_key(release_id: str, seq: int) -> str:
@@ -296,7 +306,7 @@ class TableReleaseStore:
     def _release_from_entity(entity: dict[str, Any]) -> Release:
         spec = spec_from_record(json.loads(_get_text(entity, "Spec")))
         release = release_from_records(spec, json.loads(_get_text(entity, "State")))
-        return replace(release, audit_seq=int(entity["AuditSeq"]))
+        return replace(release, audit_seq=int(entity["AuditSeq"]), indexed_due=parse_iso(entity.get("DueAt")))
 
     # -- the transaction -------------------------------------------------------------------------
 
@@ -322,6 +332,9 @@ class TableReleaseStore:
         }
         if fingerprint:
             entity["Fingerprint"] = fingerprint
+        due = attention_at(release)
+        if due is not None:
+            entity["DueAt"] = iso(due)
         _put_text(entity, "Spec", json.dumps(spec_to_record(release.spec), separators=(",", ":")))
         _put_text(entity, "State", json.dumps(state_to_record(release), separators=(",", ":")))
         return _guard(entity)
@@ -376,6 +389,7 @@ class TableReleaseStore:
                     ("create", self._audit_entity(pk, w.release.id, base + offset, audit_to_record(entry)))
                 )
                 kinds.append("insert-audit")
+            self._move_due(pk, w, entity["RowKey"], operations, kinds)
         if site is not None:
             entity = _guard(
                 {
@@ -404,8 +418,7 @@ class TableReleaseStore:
         if len(operations) > MAX_BATCH_OPERATIONS:
             raise EntityTooLarge(f"a transaction of {len(operations)} rows exceeds {MAX_BATCH_OPERATIONS}")
 
-        # The timer must never miss an unfinished release: index it before its row exists, and only
-        # under an id claimed for this site and plan.
+        # A new release is written only under an id claimed for this site and plan.
         for w in writes:
             if w.etag is not None:
                 continue
@@ -414,16 +427,6 @@ class TableReleaseStore:
             held = self.claim_release_id(IdClaim(release.id, site_key, fingerprint, release.created_at))
             if held.site_key != site_key or held.fingerprint != fingerprint:
                 raise ReleaseIdConflict(release.id, held.site_key)
-            with self._errors("indexing an active release"):
-                self._index.upsert_entity(
-                    {
-                        "PartitionKey": "active",
-                        "RowKey": table_key(release.id),
-                        "ReleaseId": release.id,
-                        "SiteKey": site_key,
-                        "IndexedAt": iso(w.indexed_at or datetime.now(UTC)),
-                    }
-                )
         try:
             with self._errors("committing a release transition"):
                 results = self._releases.submit_transaction(operations)
@@ -444,29 +447,82 @@ class TableReleaseStore:
                 etags[op[1]["ReleaseId"]] = result.get("etag", "")
         return etags
 
-    # -- active index ----------------------------------------------------------------------------
+    @staticmethod
+    def _move_due(pk: str, w: ReleaseWrite, release_row: str, operations: list[Any], kinds: list[str]) -> None:
+        """Move the release's due row from where it was loaded to where it now belongs."""
+        was = w.release.indexed_due if w.etag is not None else None
+        now = attention_at(w.release)
+        old_key = _due_row_key(w.release.id, was) if was is not None else None
+        new_key = _due_row_key(w.release.id, now) if now is not None else None
+        if old_key is not None and old_key != new_key:
+            operations.append(("delete", {"PartitionKey": pk, "RowKey": old_key}))
+            kinds.append("delete-due")
+        if new_key is not None and (new_key != old_key or was != now):
+            assert now is not None
+            entity = {
+                "PartitionKey": pk,
+                "RowKey": new_key,
+                "Kind": "due",
+                "ReleaseId": w.release.id,
+                "SiteKey": w.release.site_key,
+                "ReleaseRow": release_row,
+                "DueAt": iso(now),
+            }
+            operations.append(("upsert", entity, {"mode": UpdateMode.REPLACE}))
+            kinds.append("upsert-due")
 
-    def list_active(self) -> list[ActiveRef]:
-        with self._errors("listing active releases"):
-            rows = list(self._index.query_entities("PartitionKey eq @pk", parameters={"pk": "active"}))
-        return [
-            ActiveRef(r["ReleaseId"], r["SiteKey"], parse_iso(r.get("IndexedAt")), r.metadata["etag"]) for r in rows
-        ]
+    # -- the due index ---------------------------------------------------------------------------
 
-    def forget_active(self, release_id: str, *, etag: str | None = None) -> None:
-        with self._errors("removing an active index row"):
-            if etag is None:
-                self._index.delete_entity("active", table_key(release_id))
-                return
-            try:
-                self._index.delete_entity(
-                    "active", table_key(release_id), etag=etag, match_condition=MatchConditions.IfNotModified
+    def _query_due(self, high: str, limit: int | None) -> list[DueRef]:
+        query = "RowKey gt @lo and RowKey lt @hi"
+        parameters = {"lo": "due|", "hi": high}
+        select = ["RowKey", "ReleaseId", "SiteKey", "ReleaseRow", "DueAt"]
+        with self._errors("listing due releases"):
+            rows = self._releases.query_entities(
+                query, parameters=parameters, select=select, results_per_page=min(limit or 1000, 1000)
+            )
+            found = list(itertools.islice(rows, limit) if limit is not None else rows)
+        refs = []
+        for r in found:
+            due_at = parse_iso(r["DueAt"])
+            assert due_at is not None
+            refs.append(DueRef(r["ReleaseId"], r["SiteKey"], due_at, r["ReleaseRow"]))
+        refs.sort(key=lambda ref: (ref.due_at, ref.release_id))
+        return refs
+
+    def due_ref(self, release: Release) -> DueRef | None:
+        due = attention_at(release)
+        if due is None:
+            return None
+        return DueRef(release.id, release.site_key, due, _release_row_key(release.id, release.created_at))
+
+    def list_due(self, before: datetime, *, limit: int | None = None) -> list[DueRef]:
+        return self._query_due(f"due|{_millis(before) + 1:013d}", limit)
+
+    def list_active(self) -> list[DueRef]:
+        return self._query_due("due}", None)
+
+    def load_due(self, ref: DueRef) -> tuple[Versioned[Release], Versioned[SiteState]] | None:
+        if ref.row is None:
+            found = self.find_release(ref.release_id)
+            return (found, self.load_site(ref.site_key)) if found is not None else None
+        pk = table_key(ref.site_key)
+        with self._errors("reading a release with its site"):
+            rows = list(
+                self._releases.query_entities(
+                    "PartitionKey eq @pk and (RowKey eq @site or RowKey eq @row )",
+                    parameters={"pk": pk, "site": "site", "row": ref.row},
                 )
-            except ResourceModifiedError:
-                pass  # written again since it was read: a creation is under way
-            except ResourceNotFoundError as exc:
-                if _table_missing(exc):
-                    raise
+            )
+        release = site = None
+        for row in rows:
+            if row["RowKey"] == "site":
+                site = Versioned(site_from_record(ref.site_key, json.loads(row["State"])), row.metadata["etag"])
+            else:
+                release = Versioned(self._release_from_entity(row), row.metadata["etag"])
+        if release is None:
+            return None
+        return release, site if site is not None else Versioned(SiteState(ref.site_key), None)
 
     # -- listing ---------------------------------------------------------------------------------
 

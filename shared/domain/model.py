@@ -245,6 +245,8 @@ class AnalysisSettings:
     failure_limit: int = 0
     consecutive_successes: int = 1
     progress_deadline_seconds: int = 1800
+    # How often a baking release is measured (and so woken): analysis does not run at every tick.
+    interval_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -476,6 +478,9 @@ class Release:
     policy: EffectivePolicy | None = None
     # How many audit entries are stored for this release; kept by the store, never by decide().
     audit_seq: int = 0
+    # When the store's due index holds it (``lifecycle.attention_at`` as last saved); kept by the
+    # store, never by decide(), so that a save can move the entry it replaces.
+    indexed_due: datetime | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:

@@ -239,6 +239,7 @@ EVENT_SCHEMA: dict[str, Any] = {
                 "failureLimit": {"type": "integer", "minimum": 0, "maximum": 100},
                 "consecutiveSuccesses": {"type": "integer", "minimum": 1, "maximum": 100},
                 "progressDeadline": _duration("A phase that makes no progress this long fails.", 60, DAY),
+                "interval": _duration("How often the new version is measured while it bakes.", 10, 3600),
             },
         },
         "metadata": {
@@ -632,6 +633,7 @@ def _build_spec(doc: dict[str, Any], release_id: str) -> ReleaseSpec:
             failure_limit=a.get("failureLimit", d.failure_limit),
             consecutive_successes=a.get("consecutiveSuccesses", d.consecutive_successes),
             progress_deadline_seconds=parse_duration(a.get("progressDeadline", d.progress_deadline_seconds)),
+            interval_seconds=parse_duration(a.get("interval", d.interval_seconds)),
         ),
         metadata=Metadata(
             commit=metadata_doc.get("commit"),
@@ -696,6 +698,9 @@ def spec_to_document(spec: ReleaseSpec) -> dict[str, Any]:
         },
         "metadata": metadata,
     }
+    if a.interval_seconds != AnalysisSettings.interval_seconds:
+        # Written only when set: plans stored before it existed keep their fingerprints.
+        document["analysis"]["interval"] = a.interval_seconds
     if s.kind is StrategyKind.CANARY:
         document["approveBeforeTraffic"] = spec.approve_before_traffic
     return document

@@ -8,13 +8,13 @@ terminal ones take the release down its rollback path.
 - ``intake``    — events and retries become releases
 - ``reconcile`` — one release's tick, the claimed swap, the timer
 - ``overrides`` — a person's instructions, and the queries
-- ``base``      — the commit of one decision and what follows it (alerts, the index, the queue)
+- ``base``      — the commit of one decision and what follows it (alerts, the next work message)
 """
 
 from shared.service.base import IngestResult, ReconcileResult, TickReport, TooManyConflicts
 from shared.service.intake import Intake
 from shared.service.overrides import Overrides
-from shared.service.reconcile import ABANDONED_INDEX_AFTER, Reconciler
+from shared.service.reconcile import Reconciler
 
 
 class ReleaseService(Intake, Reconciler, Overrides):
@@ -22,7 +22,6 @@ class ReleaseService(Intake, Reconciler, Overrides):
 
 
 __all__ = [
-    "ABANDONED_INDEX_AFTER",
     "IngestResult",
     "ReconcileResult",
     "ReleaseService",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from shared.domain import lifecycle
 from shared.domain.model import Actor, Decision, Phase, Release, SiteState
@@ -18,9 +21,9 @@ from shared.ports import (
     ReleaseStore,
     ReleaseWrite,
     SlotPlatform,
-    StoreUnavailable,
     Validator,
     Versioned,
+    WorkQueue,
 )
 
 log = logging.getLogger("release_controller.service")
@@ -29,6 +32,27 @@ CONFLICT_RETRIES = 6
 # How long one release's observations (slot probes, checks, analysis) may take in one reconcile.
 OBSERVE_BUDGET_SECONDS = 60.0
 MAX_FOLLOW_UPS = 8
+# A work message may be scheduled at most this far ahead (Azure Storage queues allow 7 days of
+# invisibility); a release due later is found by the timer in the due index.
+MAX_SCHEDULE_AHEAD_SECONDS = 6 * 86400
+
+# The releases committed during one operation (reconcile, override, ingestion): each gets one work
+# message for its next due time when the operation ends, however many saves it took.
+_FOLLOW_UPS: contextvars.ContextVar[dict[str, Release] | None] = contextvars.ContextVar("follow_ups", default=None)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def one_message_per_release(method: F) -> F:
+    """The saves ``method`` makes send one work message per release, when it returns."""
+
+    @functools.wraps(method)
+    def wrapper(self: ServiceBase, *args: Any, **kwargs: Any) -> Any:
+        with self.follow_ups():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class TooManyConflicts(ConcurrencyConflict):
@@ -73,7 +97,9 @@ class ServiceBase:
         authority: Authority,
         conflict_retries: int = CONFLICT_RETRIES,
         observe_budget_seconds: float = OBSERVE_BUDGET_SECONDS,
+        work_queue: WorkQueue | None = None,
     ):
+        self.work_queue = work_queue
         self.authority = authority
         self.observe_budget_seconds = observe_budget_seconds
         self.store = store
@@ -99,13 +125,65 @@ class ServiceBase:
         etags = self.store.commit(
             release.site_key, [ReleaseWrite(decision.release, loaded.etag, decision.audit)], site_write
         )
-        committed = replace(decision.release, audit_seq=release.audit_seq + len(decision.audit))
+        committed = replace(
+            decision.release,
+            audit_seq=release.audit_seq + len(decision.audit),
+            indexed_due=lifecycle.attention_at(decision.release),
+        )
         handed_to = new_site.active if site_write is not None and new_site.active != release.id else None
+        self._follow_up(committed)
         return Versioned(committed, etags[release.id]), handed_to
+
+    # -- work messages: a release's next due time, scheduled on the work queue -------------------
+
+    @contextmanager
+    def follow_ups(self) -> Iterator[None]:
+        """Within this scope, saves only note the release; one message per release is sent at the
+        end, for its last saved due time. Nested scopes join the outermost."""
+        if _FOLLOW_UPS.get() is not None:
+            yield
+            return
+        token = _FOLLOW_UPS.set({})
+        try:
+            yield
+        finally:
+            pending = _FOLLOW_UPS.get() or {}
+            _FOLLOW_UPS.reset(token)
+            for release in pending.values():
+                self._send_follow_up(release)
+
+    def _follow_up(self, release: Release) -> None:
+        if self.work_queue is None:
+            return
+        pending = _FOLLOW_UPS.get()
+        if pending is None:
+            self._send_follow_up(release)
+        else:
+            pending[release.id] = release
+
+    def _send_follow_up(self, release: Release) -> None:
+        """A message that reaches a worker when ``release`` is next due. Best effort: a message not
+        sent (or lost) is made up for by the timer, which finds the release in the due index."""
+        if self.work_queue is None:
+            return
+        ref = self.store.due_ref(release)
+        if ref is None:
+            return
+        delay = (ref.due_at - self.clock.now()).total_seconds()
+        if delay > MAX_SCHEDULE_AHEAD_SECONDS:
+            return
+        try:
+            self.work_queue.send(ref, delay_seconds=max(0.0, delay))
+        except Exception as exc:  # the due index still has it: the timer sends it if this one is missing
+            log.warning("release %s: its next work message was not sent (%s); the timer will find it", release.id, exc)
 
     def _update(self, release_id: str, change: Callable[[Release], Decision | None]) -> Versioned[Release] | None:
         """Apply ``change`` to the stored release and commit, re-reading on conflict. None when
         ``change`` has nothing to do."""
+        with self.follow_ups():
+            return self._update_once(release_id, change)
+
+    def _update_once(self, release_id: str, change: Callable[[Release], Decision | None]) -> Versioned[Release] | None:
         for _ in range(self.conflict_retries):
             loaded = self.store.load_release(release_id)
             decision = change(loaded.value)
@@ -122,12 +200,10 @@ class ServiceBase:
     # -- after a commit --------------------------------------------------------------------------
 
     def _settle(self, committed: Versioned[Release], handed_to: str | None, depth: int = 0) -> Versioned[Release]:
-        """What follows a commit: deliver the alerts it recorded, drop the release from the active
-        index once nothing more can happen to it, and start the release that now owns the site."""
+        """What follows a commit: deliver the alerts it recorded and start the release that now owns
+        the site. (A settled release left the due index in the commit that settled it.)"""
         if committed.value.outbox:
             committed = self._deliver_alerts(committed)
-        if committed.value.settled:
-            self._forget(committed.value.id)
         if handed_to is not None and depth < MAX_FOLLOW_UPS:
             self._start_next(handed_to, depth + 1)
         return committed
@@ -139,12 +215,6 @@ class ServiceBase:
 
     def _start_next(self, release_id: str, depth: int) -> None:
         raise NotImplementedError
-
-    def _forget(self, release_id: str) -> None:
-        try:
-            self.store.forget_active(release_id)
-        except StoreUnavailable as exc:  # the next tick sees it settled and tries again
-            log.warning("release %s: could not drop it from the active index yet: %s", release_id, exc)
 
     def _deliver_alerts(self, loaded: Versioned[Release]) -> Versioned[Release]:
         """Send every pending alert, then record which were sent. One that fails stays pending and

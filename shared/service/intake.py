@@ -25,7 +25,7 @@ from shared.ports import (
     TokenUse,
     Versioned,
 )
-from shared.service.base import IngestResult, ServiceBase, TooManyConflicts, log
+from shared.service.base import IngestResult, ServiceBase, TooManyConflicts, log, one_message_per_release
 
 
 class Intake(ServiceBase):
@@ -115,6 +115,7 @@ class Intake(ServiceBase):
         log.warning("refused release event %s from %s (%s): %s", message_id, source, refusal, reason[:500])
         return IngestResult("rejected", errors=errors, reason=reason, rejection_id=rejection_id, refusal=refusal)
 
+    @one_message_per_release
     def submit(
         self,
         spec: ReleaseSpec,
@@ -160,7 +161,7 @@ class Intake(ServiceBase):
         )
         etags = {r.value.id: r.etag for r in (active, queued) if r is not None}
         writes = [
-            ReleaseWrite(d.release, None, d.audit, fingerprint, indexed_at=now)
+            ReleaseWrite(d.release, None, d.audit, fingerprint)
             if d.release.id == new_id
             else ReleaseWrite(d.release, etags[d.release.id], d.audit)
             for d in admission.decisions
@@ -171,6 +172,7 @@ class Intake(ServiceBase):
             return False
         return True
 
+    @one_message_per_release
     def retry(self, release_id: str, *, actor: Actor, reason: str) -> Release:
         """A new release with the same plan, linked to the old one (which stays final). Its id is the
         first free ``-retryN`` claimed for this site and plan."""

@@ -8,10 +8,11 @@ from typing import Any
 from shared.domain import lifecycle
 from shared.domain.model import Actor, Override, OverrideKind, Phase, Release
 from shared.ports import ConcurrencyConflict, Page, ReleaseSummary, StoredAudit
-from shared.service.base import ServiceBase, TooManyConflicts, log
+from shared.service.base import ServiceBase, TooManyConflicts, log, one_message_per_release
 
 
 class Overrides(ServiceBase):
+    @one_message_per_release
     def override(self, release_id: str, kind: OverrideKind, *, actor: Actor, reason: str) -> Release:
         """Record a person's instruction. Raises ReleaseNotFound, OverrideRefused, TooManyConflicts."""
         if kind is OverrideKind.RETRY:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal
 
 from shared.domain import lifecycle
@@ -30,17 +30,23 @@ from shared.domain.model import (
 )
 from shared.ports import (
     RECONCILE_DEADLINE,
-    ActiveRef,
     BudgetSpent,
     ConcurrencyConflict,
+    DueRef,
     PlatformError,
     TerminalPlatformError,
     TransientPlatformError,
     Versioned,
 )
-from shared.service.base import MAX_FOLLOW_UPS, ReconcileResult, ServiceBase, TickReport, TooManyConflicts, log
-
-ABANDONED_INDEX_AFTER = timedelta(minutes=15)
+from shared.service.base import (
+    MAX_FOLLOW_UPS,
+    ReconcileResult,
+    ServiceBase,
+    TickReport,
+    TooManyConflicts,
+    log,
+    one_message_per_release,
+)
 
 
 def _same_state(before: Release, after: Release) -> bool:
@@ -51,32 +57,47 @@ def _same_state(before: Release, after: Release) -> bool:
 
 
 class Reconciler(ServiceBase):
-    def reconcile(self, release_id: str, *, force: bool = False) -> ReconcileResult:
-        """One tick of one release (``force``: even if it is not due yet)."""
-        return self._reconcile(release_id, force=force, depth=0)
+    @one_message_per_release
+    def reconcile(self, release_id: str, *, force: bool = False, ref: DueRef | None = None) -> ReconcileResult:
+        """One tick of one release (``force``: even if it is not due yet). ``ref``, from the due
+        index or a work message, lets the release and its site row load in one round trip."""
+        return self._reconcile(release_id, force=force, depth=0, ref=ref)
 
     def _start_next(self, release_id: str, depth: int) -> None:
         self._reconcile(release_id, force=True, depth=depth)
 
-    def _reconcile(self, release_id: str, *, force: bool, depth: int) -> ReconcileResult:
+    def _load(
+        self, release_id: str, ref: DueRef | None
+    ) -> tuple[Versioned[Release], Versioned[SiteState] | None] | None:
+        if ref is not None and ref.release_id == release_id:
+            return self.store.load_due(ref)
+        found = self.store.find_release(release_id)
+        return (found, None) if found is not None else None
+
+    def _reconcile(self, release_id: str, *, force: bool, depth: int, ref: DueRef | None = None) -> ReconcileResult:
         for _ in range(self.conflict_retries):
-            loaded = self.store.find_release(release_id)
-            if loaded is None:
+            got = self._load(release_id, ref)
+            if got is None:
                 return ReconcileResult(release_id, "missing")
+            loaded, site = got
             if loaded.value.outbox:
                 loaded = self._deliver_alerts(loaded)
+                site = None  # the alerts' save may have changed the site row
             release = loaded.value
             if release.frees_site:
-                if release.settled:
-                    self._forget(release_id)
                 return ReconcileResult(release_id, "final", release.phase)
             now = self.clock.now()
-            if not force and (release.next_check_at is None or release.next_check_at > now):
+            due_at = lifecycle.attention_at(release)
+            if not force and (due_at is None or due_at > now):
                 return ReconcileResult(release_id, "not-due", release.phase)
-            site = self.store.load_site(release.site_key)
+            if site is None:
+                site = self.store.load_site(release.site_key)
             decision, outcome = self._decide_and_apply(release, site.value, now)
             if outcome == "unchanged" and _same_state(release, decision.release):
-                return ReconcileResult(release_id, "unchanged", release.phase)
+                if release.next_check_at is not None and release.next_check_at > now:
+                    return ReconcileResult(release_id, "unchanged", release.phase)  # looked at early
+                # Nothing happened but time: save only when it is next due.
+                decision = Decision(replace(release, next_check_at=decision.release.next_check_at))
             try:
                 committed, handed_to = self._commit(loaded, decision, site)
             except ConcurrencyConflict:
@@ -88,7 +109,7 @@ class Reconciler(ServiceBase):
             committed = self._settle(committed, handed_to, depth)
             if decision.again and depth < MAX_FOLLOW_UPS:
                 # The decision stopped short of what its saved state now allows: go on at once.
-                return self._reconcile(release_id, force=True, depth=depth + 1)
+                return self._reconcile(release_id, force=True, depth=depth + 1, ref=ref)
             return ReconcileResult(release_id, outcome, committed.value.phase)
         raise TooManyConflicts(f"release {release_id} kept changing while reconciling")
 
@@ -227,28 +248,34 @@ class Reconciler(ServiceBase):
     # -- the timer -------------------------------------------------------------------------------
 
     def reconcile_due(
-        self, *, budget_seconds: float, concurrency: int, on_worker_start: Callable[[], None] | None = None
+        self,
+        *,
+        budget_seconds: float,
+        concurrency: int,
+        on_worker_start: Callable[[], None] | None = None,
+        limit: int | None = None,
     ) -> TickReport:
         """Advance every due release, at most ``concurrency`` at once, starting none after the budget.
 
-        One release failing does not stop the others: its error is reported and it is retried on the
-        next tick with its state unchanged. ``on_worker_start`` runs first on each worker thread (the
-        timer ties the thread to its invocation, so the alerts logged there reach its logs).
+        Only due releases are read (the store's due index); a release that is waiting costs
+        nothing. One release failing does not stop the others: its error is reported and it is
+        retried on the next tick with its state unchanged. ``on_worker_start`` runs first on each
+        worker thread (the timer ties the thread to its invocation, so the alerts logged there
+        reach its logs).
         """
         report = TickReport()
         deadline = time.monotonic() + budget_seconds
-        refs = self.store.list_active()
-        by_id = {ref.release_id: ref for ref in refs}
+        refs = self.store.list_due(self.clock.now(), limit=limit)
 
-        def run(release_id: str) -> ReconcileResult | None:
+        def run(ref: DueRef) -> ReconcileResult | None:
             if time.monotonic() >= deadline:
                 return None
-            return self.reconcile(release_id)
+            return self.reconcile(ref.release_id, ref=ref)
 
         with ThreadPoolExecutor(
             max_workers=max(1, concurrency), thread_name_prefix="reconcile", initializer=on_worker_start
         ) as pool:
-            futures = {pool.submit(run, ref.release_id): ref.release_id for ref in refs}
+            futures = {pool.submit(run, ref): ref.release_id for ref in refs}
             for future in as_completed(futures):
                 release_id = futures[future]
                 try:
@@ -261,13 +288,4 @@ class Reconciler(ServiceBase):
                     report.skipped_for_budget.append(release_id)
                     continue
                 report.reconciled.append(result)
-                if result.outcome == "missing" and self._abandoned(by_id[release_id]):
-                    # Indexed, but its creation never committed (its event will be redelivered). The
-                    # removal is conditional: an index entry written again since is kept.
-                    log.warning("forgetting index entry of release %s: it was never created", release_id)
-                    self.store.forget_active(release_id, etag=by_id[release_id].etag)
         return report
-
-    def _abandoned(self, ref: ActiveRef) -> bool:
-        """An index entry with no release row, old enough that no creation can still be under way."""
-        return ref.indexed_at is not None and self.clock.now() - ref.indexed_at > ABANDONED_INDEX_AFTER

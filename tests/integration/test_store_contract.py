@@ -146,25 +146,49 @@ def test_a_ci_token_is_spent_once_and_keeps_its_first_event(store):
     assert store.claim_token(TokenUse("https://issuer.example|jti/2#?", "r-2", "fp-2", NOW)).release_id == "r-2"
 
 
-def test_releases_stay_indexed_for_the_timer_until_they_are_forgotten(store):
+def test_the_due_index_moves_with_each_save_and_forgets_a_settled_release(store):
     loaded = create(store)
-    assert [r.release_id for r in store.list_active()] == ["web-1.4.2"]
-    done = replace(loaded.value, phase=Phase.SUCCEEDED)
-    store.commit(done.site_key, [ReleaseWrite(done, loaded.etag, (note("done", Phase.SUCCEEDED),))])
-    assert [r.release_id for r in store.list_active()] == ["web-1.4.2"], "the service forgets it once settled"
-    store.forget_active("web-1.4.2")
-    assert store.list_active() == []
-    store.forget_active("web-1.4.2")  # forgetting twice is harmless
+    (ref,) = store.list_active()
+    assert (ref.release_id, ref.site_key, ref.due_at) == ("web-1.4.2", loaded.value.site_key, NOW)
+    assert store.list_due(NOW - timedelta(seconds=1)) == [], "not due yet: not read"
+    assert [r.release_id for r in store.list_due(NOW)] == ["web-1.4.2"]
+    later = replace(loaded.value, next_check_at=NOW + timedelta(minutes=10))
+    store.commit(later.site_key, [ReleaseWrite(later, loaded.etag, (note("baking"),))])
+    assert store.list_due(NOW + timedelta(minutes=9)) == [], "moved, not copied"
+    (moved,) = store.list_due(NOW + timedelta(minutes=10))
+    assert moved.due_at == NOW + timedelta(minutes=10)
+    assert store.due_ref(store.load_release("web-1.4.2").value) == moved
+    reloaded = store.load_release("web-1.4.2")
+    done = replace(reloaded.value, phase=Phase.SUCCEEDED, next_check_at=None)
+    store.commit(done.site_key, [ReleaseWrite(done, reloaded.etag, (note("done", Phase.SUCCEEDED),))])
+    assert store.list_active() == [], "settled: nothing will happen to it again"
 
 
-def test_an_index_entry_written_again_since_it_was_read_is_not_forgotten(store):
+def test_a_due_release_loads_with_its_site_row(store):
     loaded = create(store)
-    (read,) = store.list_active()
-    again = new_release(loaded.value.spec, loaded.value.created_at, actor="ci", source="again")
-    with pytest.raises(DuplicateRelease):  # a redelivery indexes the release again, then finds it exists
-        store.commit(loaded.value.site_key, [ReleaseWrite(again.release, None, again.audit)])
-    store.forget_active("web-1.4.2", etag=read.etag)
-    assert [r.release_id for r in store.list_active()] == ["web-1.4.2"]
+    (ref,) = store.list_due(NOW)
+    release, site = store.load_due(ref)
+    assert release.value == loaded.value and release.etag == loaded.etag
+    assert site.value.active == "web-1.4.2" and site.etag == store.load_site(loaded.value.site_key).etag
+
+
+def test_a_losing_writer_does_not_move_the_due_index(store):
+    loaded = create(store)
+    first = replace(loaded.value, next_check_at=NOW + timedelta(minutes=1))
+    store.commit(first.site_key, [ReleaseWrite(first, loaded.etag, (note("winner"),))])
+    second = replace(loaded.value, next_check_at=NOW + timedelta(minutes=5))
+    with pytest.raises(ConcurrencyConflict):
+        store.commit(second.site_key, [ReleaseWrite(second, loaded.etag, (note("loser"),))])
+    assert [r.due_at for r in store.list_active()] == [NOW + timedelta(minutes=1)]
+
+
+def test_due_releases_come_soonest_first_across_sites(store):
+    create(store, "web-1", at=NOW + timedelta(minutes=2))
+    other = spec(BLUE_GREEN_EVENT)
+    d = new_release(other, NOW, actor="ci", source="t")
+    store.commit(other.target.site_key, [ReleaseWrite(d.release, None, d.audit)])
+    assert [r.release_id for r in store.list_due(NOW + timedelta(hours=1))] == [other.release_id, "web-1"]
+    assert [r.release_id for r in store.list_due(NOW + timedelta(hours=1), limit=1)] == [other.release_id]
 
 
 def test_a_release_cannot_be_inserted_under_an_id_claimed_for_another_site_or_plan(store):
@@ -281,26 +305,6 @@ def test_concurrent_overrides_on_azurite_never_lose_an_update(table_store):
     audit = table_store.list_audit("web-1.4.2")
     assert [a.entry.action for a in audit].count("override.pause") == 1
     assert [a.seq for a in audit] == list(range(1, len(audit) + 1))
-
-
-def test_an_index_entry_whose_release_was_never_created_is_forgotten_once_it_is_old(table_store):
-    h = harness(store=table_store)
-    release = new_release(spec(), h.clock.now(), actor="ci", source="t").release
-    # A creation that died between indexing the release and committing its row.
-    table_store._index.upsert_entity(
-        {
-            "PartitionKey": "active",
-            "RowKey": release.id,
-            "ReleaseId": release.id,
-            "SiteKey": release.site_key,
-            "IndexedAt": "2026-11-26T03:00:00Z",
-        }
-    )
-    h.service.reconcile_due(budget_seconds=10, concurrency=1)
-    assert [r.release_id for r in table_store.list_active()] == [release.id], "young: a creation may be under way"
-    h.clock.advance(16 * 60)
-    h.service.reconcile_due(budget_seconds=10, concurrency=1)
-    assert table_store.list_active() == []
 
 
 def test_a_sites_releases_are_read_whole_in_one_go(store):

@@ -228,7 +228,7 @@ def test_a_rollback_the_platform_keeps_failing_ends_failed_at_its_deadline():
 def test_a_rollback_held_up_by_the_platform_warns_on_its_third_attempt():
     r = rel(phase=Phase.ROLLING_BACK, reason="bad", transient_failures=2)
     decision = lifecycle.transient_failure(r, "503", NOW)
-    assert decision.release.phase is Phase.ROLLING_BACK and decision.release.next_check_at == NOW
+    assert decision.release.phase is Phase.ROLLING_BACK and decision.release.next_check_at == NOW + timedelta(seconds=5)
     assert [a.severity for a in decision.release.outbox] == ["warning"]
 
 

@@ -411,7 +411,8 @@ def test_approval_before_traffic_waits_after_validation_without_traffic():
     assert decision.release.phase is Phase.AWAITING_APPROVAL
     assert decision.release.gate is Gate.BEFORE_TRAFFIC
     assert decision.effects == ()
-    assert decision.release.next_check_at is None, "nothing to do until someone approves"
+    # Nothing to do until someone approves (which wakes it at once): only a slow watch for drift.
+    assert decision.release.next_check_at == NOW + timedelta(hours=1)
 
 
 def test_too_little_traffic_extends_the_bake_then_pauses_as_inconclusive():

@@ -355,6 +355,7 @@ def test_the_timer_isolates_a_failing_release_from_the_others():
 def test_the_timer_starts_nothing_after_its_budget():
     h = harness()
     ingest(h.service, body(CANARY_EVENT), message_id=None, source="http")
+    h.clock.advance(60)
     report = h.service.reconcile_due(budget_seconds=0, concurrency=1)
     assert report.skipped_for_budget == [RID]
 

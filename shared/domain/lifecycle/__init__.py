@@ -11,6 +11,7 @@
 - ``failures``   — transient and terminal platform failures, the outcome of starting a swap
 - ``overrides``  — a person's instructions, recorded as intent
 - ``alerts``     — the outbox: alerts kept with the state until delivered
+- ``schedule``   — when a release is next due (``next_due``) and when the timer must find it
 """
 
 from shared.domain.lifecycle.admission import (
@@ -35,6 +36,7 @@ from shared.domain.lifecycle.failures import (
     transient_failure,
 )
 from shared.domain.lifecycle.overrides import apply_override, override_refusal
+from shared.domain.lifecycle.schedule import attention_at, next_due
 
 __all__ = [
     "DESIRED",
@@ -46,10 +48,12 @@ __all__ = [
     "alerts_sent",
     "allowed_weight",
     "apply_override",
+    "attention_at",
     "decide",
     "desired_weight",
     "needs",
     "new_release",
+    "next_due",
     "override_refusal",
     "plan_retry",
     "retry_release_ids",

@@ -17,6 +17,7 @@ from shared.domain.lifecycle.schedule import FAILED_WATCH_SECONDS, schedule
 from shared.domain.model import Decision, Phase, Release
 
 MAX_BACKOFF_SECONDS = 300
+ROLLBACK_RETRY_SECONDS = 5
 ROLLBACK_ALERT_AFTER_ATTEMPTS = 3
 START_ALERT_AFTER_ATTEMPTS = 5
 
@@ -44,7 +45,8 @@ def transient_failure(release: Release, message: str, now: datetime, *, retry_af
     attempt = release.transient_failures + 1
     since = release.failing_since or now
     rolling_back = release.phase is Phase.ROLLING_BACK
-    delay = 0 if rolling_back else min(15 * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
+    # A rollback is retried soon, but never at once: a due time of now would spin a worker.
+    delay = ROLLBACK_RETRY_SECONDS if rolling_back else min(15 * 2 ** (attempt - 1), MAX_BACKOFF_SECONDS)
     if retry_after:
         delay = max(delay, int(min(retry_after, MAX_BACKOFF_SECONDS)))
     d.update(transient_failures=attempt, failing_since=since)
