@@ -1,4 +1,4 @@
-"""Start and stop the Azurite table emulator (npm package pinned in devstack/package.json)."""
+"""Start and stop Azurite's table and queue services (npm package pinned in devstack/package.json)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 DEVSTACK = Path(__file__).resolve().parent
 AZURITE_TABLE = DEVSTACK / "node_modules" / ".bin" / "azurite-table"
+AZURITE_QUEUE = DEVSTACK / "node_modules" / ".bin" / "azurite-queue"
 # The well-known development account of every storage emulator; not a secret.
 ACCOUNT = "devstoreaccount1"
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -26,19 +27,22 @@ def free_port() -> int:
 
 @dataclass
 class Azurite:
-    """A running Azurite table service. With a ``location`` its data lives on disk and survives
-    ``restart()``; without, it is in memory and a restart loses everything (as a reset would)."""
+    """A running Azurite service (``table``, or ``queue``). With a ``location`` its data lives on
+    disk and survives ``restart()``; without, it is in memory and a restart loses everything (as a
+    reset would)."""
 
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
     location: Path | None = None
+    service: str = "table"
 
     @property
     def connection_string(self) -> str:
+        endpoint = "QueueEndpoint" if self.service == "queue" else "TableEndpoint"
         return (
             f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-            f"TableEndpoint=http://127.0.0.1:{self.port}/{ACCOUNT};"
+            f"{endpoint}=http://127.0.0.1:{self.port}/{ACCOUNT};"
         )
 
     def stop(self, *, keep_log: bool = False) -> None:
@@ -65,21 +69,22 @@ class Azurite:
         """Stop and start again on the same port (and the same data folder, if any)."""
         self.stop(keep_log=True)
         self.log_path.unlink(missing_ok=True)
-        self.process, self.log_path = _launch(self.port, self.location)
+        self.process, self.log_path = _launch(self.port, self.location, self.service)
         if not _wait_ready(self.process, self.port, timeout):
             raise RuntimeError(f"Azurite did not restart: {self.log_path.read_text(errors='replace')[-2000:]}")
 
 
-def _launch(port: int, location: Path | None) -> tuple[subprocess.Popen[bytes], Path]:
+def _launch(port: int, location: Path | None, service: str = "table") -> tuple[subprocess.Popen[bytes], Path]:
     log_path = Path(tempfile.mkstemp(prefix="azurite-", suffix=".log")[1])
     storage = ["--location", str(location)] if location is not None else ["--inMemoryPersistence"]
+    binary = AZURITE_QUEUE if service == "queue" else AZURITE_TABLE
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [
-                str(AZURITE_TABLE),
-                "--tableHost",
+                str(binary),
+                f"--{service}Host",
                 "127.0.0.1",
-                "--tablePort",
+                f"--{service}Port",
                 str(port),
                 *storage,
                 "--disableTelemetry",
@@ -109,12 +114,13 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, timeout: float) -> 
     return False
 
 
-def start_azurite(timeout: float = 30.0, *, location: Path | None = None) -> Azurite:
-    """Azurite's table service on a free 127.0.0.1 port: in memory, or on disk in ``location``.
-    Raises when it is not installed."""
-    if not AZURITE_TABLE.exists():
+def start_azurite(timeout: float = 30.0, *, location: Path | None = None, service: str = "table") -> Azurite:
+    """Azurite's table (or queue) service on a free 127.0.0.1 port: in memory, or on disk in
+    ``location``. Raises when it is not installed."""
+    binary = AZURITE_QUEUE if service == "queue" else AZURITE_TABLE
+    if not binary.exists():
         raise RuntimeError(
-            f"Azurite is not installed at {AZURITE_TABLE.relative_to(DEVSTACK.parent)}: "
+            f"Azurite is not installed at {binary.relative_to(DEVSTACK.parent)}: "
             "run `npm ci --prefix devstack` (make test does it for you)"
         )
     if location is not None:
@@ -122,9 +128,9 @@ def start_azurite(timeout: float = 30.0, *, location: Path | None = None) -> Azu
     last_error = ""
     for _ in range(3):
         port = free_port()
-        process, log_path = _launch(port, location)
+        process, log_path = _launch(port, location, service)
         if _wait_ready(process, port, timeout):
-            return Azurite(process, port, log_path, location)
+            return Azurite(process, port, log_path, location, service)
         last_error = log_path.read_text(errors="replace")[-2000:]
         if process.poll() is None:
             process.kill()

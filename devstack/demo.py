@@ -125,6 +125,7 @@ def stack(data_dir: Path) -> Iterator[dict[str, Any]]:
             "RELEASE_EVENTS_TOPIC": "release-events",
             "RELEASE_EVENTS_SUBSCRIPTION": "controller",
             "RECONCILE_SCHEDULE": "*/1 * * * * *",
+            "WORK_QUEUE_NAME": "release-work",
             "SLOT_PLATFORM": "appService",
             "ARM_ENDPOINT": emulator.arm_url,
             "ARM_CA_BUNDLE": emulator.ca_file,

@@ -27,6 +27,7 @@ import azure.functions as func
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
+from devstack.queue_trigger import QueueTrigger, QueueTriggerListener
 from devstack.servicebus_trigger import SESSION_IDLE_TIMEOUT_SECONDS, ServiceBusTrigger, ServiceBusTriggerListener
 
 log = logging.getLogger("devstack.funchost")
@@ -118,6 +119,8 @@ class LocalFunctionHost:
         self.service_bus: dict[str, Any] = {}
         self.service_bus_triggers: list[ServiceBusTrigger] = []
         self._listeners: list[ServiceBusTriggerListener] = []
+        self.queue_triggers: list[QueueTrigger] = []
+        self.queue_listeners: list[QueueTriggerListener] = []
         self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -160,6 +163,10 @@ class LocalFunctionHost:
                         bool(trigger.get("isSessionsEnabled", False)),
                         handler,
                     )
+                )
+            elif trigger["type"] == "queueTrigger":
+                self.queue_triggers.append(
+                    QueueTrigger(name, self._setting(trigger["queueName"]), trigger["connection"], handler)
                 )
             else:
                 raise HostError(f"{name}: the local host does not run {trigger['type']}")
@@ -214,6 +221,10 @@ class LocalFunctionHost:
                     trigger, connection_string, session_idle_timeout=service_bus_session_idle_timeout
                 )
                 self._listeners.append(listener.start())
+        for queue_trigger in self.queue_triggers:
+            connection_string = self.settings.get(queue_trigger.connection_setting)
+            if connection_string:
+                self.queue_listeners.append(QueueTriggerListener(queue_trigger, connection_string).start())
         return self
 
     @property
@@ -238,6 +249,9 @@ class LocalFunctionHost:
         for listener in self._listeners:
             listener.stop()
         self._listeners.clear()
+        for queue_listener in self.queue_listeners:
+            queue_listener.stop()
+        self.queue_listeners.clear()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

@@ -89,6 +89,14 @@ param reconcileBudgetSeconds int = 240
 @maxValue(64)
 param reconcileConcurrency int = 4
 
+@description('Name of the work queue the timer and every save put due releases on (its poison queue is <name>-poison).')
+param workQueueName string = 'release-work'
+
+@description('Seconds a due release may wait for its own scheduled work message before the timer sends another.')
+@minValue(5)
+@maxValue(3600)
+param dispatchGraceSeconds int = 60
+
 @allowed([
   'appService'
   'memory'
@@ -204,6 +212,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     principalId: identity.properties.principalId
+    workQueueName: workQueueName
   }
 }
 
@@ -249,6 +258,9 @@ module functionApp 'modules/functionapp.bicep' = {
     identityClientId: identity.properties.clientId
     storageAccountName: storage.outputs.name
     releaseStoreEndpoint: storage.outputs.tableEndpoint
+    workQueueServiceUri: storage.outputs.queueEndpoint
+    workQueueName: storage.outputs.workQueueName
+    dispatchGraceSeconds: dispatchGraceSeconds
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     releaseEventsTopic: serviceBus.outputs.topicName

@@ -93,8 +93,29 @@ def build(settings: Settings, *, credential: Any = None) -> Container:
     parts.update(platform=platform, validator=validator, analyzer=analyzer)
     authority, policy_document = build_authority(settings)
     parts.update(authority=authority, policy_document=policy_document)
+    work_queue = None
+    if settings.work_queue_enabled:
+        from shared.adapters.work_queue import StorageWorkQueue
+
+        if settings.work_queue_connection:
+            work_queue = StorageWorkQueue.from_connection_string(
+                settings.work_queue_connection, settings.work_queue_name
+            )
+        else:
+            assert settings.work_queue_endpoint is not None
+            work_queue = StorageWorkQueue.from_endpoint(
+                settings.work_queue_endpoint, settings.work_queue_name, credential or _default_credential()
+            )
+        parts["work_queue"] = work_queue
     service = ReleaseService(
-        store, platform, validator, analyzer, LoggingNotifier(), SystemClock(), authority=authority
+        store,
+        platform,
+        validator,
+        analyzer,
+        LoggingNotifier(),
+        SystemClock(),
+        authority=authority,
+        work_queue=work_queue,
     )
     return Container(settings=settings, service=service, parts=parts)
 

@@ -25,6 +25,7 @@ BINDING_SETTINGS = (
     "RELEASE_EVENTS_TOPIC",
     "RELEASE_EVENTS_SUBSCRIPTION",
     "RECONCILE_SCHEDULE",
+    "WORK_QUEUE_NAME",
 )
 
 
@@ -52,6 +53,17 @@ class Settings:
     auth_key_only_roles: frozenset[str] = frozenset({"reader", "submitter", "operator"})
     trust_client_principal: bool = False
     unresolved_references: tuple[str, ...] = ()
+    # The work queue (the queue trigger's connection "WorkQueue": a connection string, or the
+    # queue service URI for the managed identity). Neither set: the timer reconciles in-process.
+    work_queue_connection: str | None = None
+    work_queue_endpoint: str | None = None
+    work_queue_name: str = "release-work"
+    dispatch_grace_seconds: float = 60.0
+    reconcile_period_seconds: float = 30.0
+
+    @property
+    def work_queue_enabled(self) -> bool:
+        return bool(self.work_queue_connection or self.work_queue_endpoint)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -148,4 +160,22 @@ class Settings:
             # headers the platform's (it strips any a client sends).
             trust_client_principal=(get("WEBSITE_AUTH_ENABLED", "") or "").lower() == "true",
             unresolved_references=unresolved,
+            work_queue_connection=get("WorkQueue"),
+            work_queue_endpoint=get("WorkQueue__queueServiceUri"),
+            work_queue_name=get("WORK_QUEUE_NAME", "release-work") or "release-work",
+            dispatch_grace_seconds=number("DISPATCH_GRACE_SECONDS", 60, 5, 3600),
+            reconcile_period_seconds=schedule_period(get("RECONCILE_SCHEDULE", "*/30 * * * * *") or ""),
         )
+
+
+def schedule_period(cron: str) -> float:
+    """Seconds between the timer's ticks for the usual six-field forms (``*/N * * * * *``,
+    ``0 */N * * * *``); 30 for any other (used only to pace the timer's re-sends)."""
+    fields = cron.split()
+    if len(fields) == 6:
+        seconds, minutes = fields[0], fields[1]
+        if seconds.startswith("*/") and seconds[2:].isdigit() and fields[1:] == ["*"] * 5:
+            return float(max(1, int(seconds[2:])))
+        if seconds == "0" and minutes.startswith("*/") and minutes[2:].isdigit() and fields[2:] == ["*"] * 4:
+            return 60.0 * max(1, int(minutes[2:]))
+    return 30.0

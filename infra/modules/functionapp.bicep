@@ -23,6 +23,15 @@ param storageAccountName string
 @description('Table endpoint of the release store (https://<account>.table.core.windows.net).')
 param releaseStoreEndpoint string
 
+@description('Queue endpoint of the storage account holding the work queue (https://<account>.queue.core.windows.net/).')
+param workQueueServiceUri string
+
+@description('Name of the work queue.')
+param workQueueName string
+
+@description('Seconds a due release may wait for its own scheduled message before the timer sends another.')
+param dispatchGraceSeconds int
+
 @description('URL of the blob container the plan deploys the app package from.')
 param deploymentContainerUrl string
 
@@ -101,6 +110,12 @@ var appSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
   // DefaultAzureCredential (ARM, Table Storage) picks the user-assigned identity by its client id.
   AZURE_CLIENT_ID: identityClientId
+  // The work queue: the queue trigger's connection "WorkQueue", identity-based (the app sends with it too).
+  WorkQueue__queueServiceUri: workQueueServiceUri
+  WorkQueue__credential: 'managedidentity'
+  WorkQueue__clientId: identityClientId
+  WORK_QUEUE_NAME: workQueueName
+  DISPATCH_GRACE_SECONDS: string(dispatchGraceSeconds)
   // The release store.
   RELEASE_STORE_ENDPOINT: releaseStoreEndpoint
   RELEASE_STORE_TABLE_PREFIX: releaseStoreTablePrefix

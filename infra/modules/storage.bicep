@@ -1,7 +1,7 @@
 // The controller's storage account: the Functions host's own storage (timer leases, keys, diagnostic
-// events), the Flex Consumption deployment container, and the release store's tables (the app creates
-// its tables itself, so none are declared here). Shared keys are off: everything goes through the
-// controller's managed identity.
+// events), the Flex Consumption deployment container, the release store's tables (the app creates its
+// tables itself, so none are declared here), and the work queue that spreads reconciles over instances
+// with its poison queue. Shared keys are off: everything goes through the controller's managed identity.
 
 @description('Name of the storage account: 3 to 24 lowercase letters and digits, unique in Azure.')
 @minLength(3)
@@ -17,12 +17,17 @@ param deploymentContainerName string
 @description('Principal id of the controller identity.')
 param principalId string
 
+@description('Name of the work queue (one message per due release); its poison queue is <name>-poison.')
+param workQueueName string
+
 // Storage Blob Data Owner: the Functions host's minimum for identity-based AzureWebJobsStorage (blobs and
 // the containers it creates; timer-trigger leases), and the Flex deployment container.
 // Storage Table Data Contributor: the release store's tables, and the host's diagnostic events.
+// Storage Queue Data Contributor: the work queue (send, receive, delete) and its poison queue.
 var dataRoles = [
   'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // Storage Blob Data Owner
   '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor
+  '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor
 ]
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
@@ -55,6 +60,22 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: workQueueName
+}
+
+// Where the queue trigger moves a message that failed maxDequeueCount times (host.json).
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${workQueueName}-poison'
+}
+
 resource dataAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for roleId in dataRoles: {
     name: guid(account.id, principalId, roleId)
@@ -63,7 +84,7 @@ resource dataAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
       roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleId)
       principalId: principalId
       principalType: 'ServicePrincipal'
-      description: 'Release controller: host storage, deployment package and release store.'
+      description: 'Release controller: host storage, deployment package, release store and work queue.'
     }
   }
 ]
@@ -74,4 +95,6 @@ output name string = account.name
 output id string = account.id
 // The table endpoint without its trailing slash, as RELEASE_STORE_ENDPOINT is documented.
 output tableEndpoint string = endsWith(tableEndpoint, '/') ? substring(tableEndpoint, 0, length(tableEndpoint) - 1) : tableEndpoint
+output queueEndpoint string = account.properties.primaryEndpoints.queue
+output workQueueName string = workQueue.name
 output deploymentContainerUrl string = '${account.properties.primaryEndpoints.blob}${deploymentContainer.name}'

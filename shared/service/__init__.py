@@ -6,7 +6,8 @@ state as it was (counted in the audit and retried on a later tick, deadlines sti
 terminal ones take the release down its rollback path.
 
 - ``intake``    — events and retries become releases
-- ``reconcile`` — one release's tick, the claimed swap, the timer
+- ``reconcile`` — one release's tick, the claimed swap, the in-process timer
+- ``scheduling`` — fan-out: the timer's work messages, and a worker's message
 - ``overrides`` — a person's instructions, and the queries
 - ``base``      — the commit of one decision and what follows it (alerts, the next work message)
 """
@@ -15,13 +16,15 @@ from shared.service.base import IngestResult, ReconcileResult, TickReport, TooMa
 from shared.service.intake import Intake
 from shared.service.overrides import Overrides
 from shared.service.reconcile import Reconciler
+from shared.service.scheduling import Dispatcher, DispatchReport
 
 
-class ReleaseService(Intake, Reconciler, Overrides):
+class ReleaseService(Intake, Reconciler, Dispatcher, Overrides):
     """The controller's use cases over its ports (see ``shared.ports``)."""
 
 
 __all__ = [
+    "DispatchReport",
     "IngestResult",
     "ReconcileResult",
     "ReleaseService",

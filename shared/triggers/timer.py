@@ -1,5 +1,9 @@
-"""What the timer trigger does on each tick (declared in functions/reconcile_timer.py): advance every
-due release (steps, bakes, analysis, swaps) within a time budget."""
+"""What the timer trigger does on each tick (declared in functions/reconcile_timer.py).
+
+With a work queue: find the releases still due after the grace their own scheduled messages had,
+and put one work message per release on the queue (the queue trigger reconciles them, spread over
+instances). Without one: advance every due release here, within a time budget.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,25 @@ def reconcile_timer(timer: func.TimerRequest, context: func.Context) -> None:
         # never reach Application Insights.
         context.thread_local_storage.invocation_id = context.invocation_id
 
+    work_queue = container.parts.get("work_queue")
+    if work_queue is not None:
+        sent = container.service.dispatch_due(
+            work_queue,
+            period_seconds=settings.reconcile_period_seconds,
+            grace_seconds=settings.dispatch_grace_seconds,
+            budget_seconds=settings.reconcile_budget_seconds,
+        )
+        log.info(
+            "dispatch tick%s: %d due, %d sent, %d waiting for their scheduled message, %d errors",
+            " (past due)" if timer.past_due else "",
+            sent.due,
+            len(sent.sent),
+            sent.waiting_for_their_message,
+            len(sent.errors),
+        )
+        for release_id, error in sent.errors:
+            log.error("release %s: work message not sent: %s", release_id, error)
+        return
     report = container.service.reconcile_due(
         budget_seconds=settings.reconcile_budget_seconds,
         concurrency=settings.reconcile_concurrency,

@@ -293,6 +293,7 @@ def local_host(azurite, table_prefix, tmp_path):
             "RELEASE_EVENTS_TOPIC": TOPIC,
             "RELEASE_EVENTS_SUBSCRIPTION": SUBSCRIPTION_NAME,
             "RECONCILE_SCHEDULE": "*/30 * * * * *",
+            "WORK_QUEUE_NAME": "release-work",
             "ServiceBusConnection": bus.connection_string,
         }
         container = bootstrap.build(Settings.from_env(settings))

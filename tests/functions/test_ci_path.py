@@ -45,6 +45,7 @@ def ci(app, indexed, monkeypatch):
             "RELEASE_EVENTS_TOPIC": TOPIC,
             "RELEASE_EVENTS_SUBSCRIPTION": SUBSCRIPTION,
             "RECONCILE_SCHEDULE": "*/5 * * * * *",
+            "WORK_QUEUE_NAME": "release-work",
             "ServiceBusConnection": bus.connection_string,
         }
         fresh = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

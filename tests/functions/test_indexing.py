@@ -23,6 +23,7 @@ def test_every_function_is_registered_with_its_trigger(indexed):
     assert triggers == {
         "release_events": "serviceBusTrigger",
         "reconcile_timer": "timerTrigger",
+        "reconcile_worker": "queueTrigger",
         "submit_release": "httpTrigger",
         "list_releases": "httpTrigger",
         "get_release": "httpTrigger",
@@ -66,6 +67,12 @@ def test_the_timer_schedule_comes_from_a_setting(indexed):
     assert trigger["runOnStartup"] is False
 
 
+def test_the_worker_reads_its_queue_and_connection_from_settings(indexed):
+    (trigger,) = bindings(indexed["reconcile_worker"])
+    assert trigger["queueName"] == "%WORK_QUEUE_NAME%"
+    assert trigger["connection"] == "WorkQueue"
+
+
 def test_python_parameter_names_match_the_binding_names(indexed):
     """The real worker checks this; get_functions() does not. ``context`` is the worker's own
     parameter (the invocation), bound to no binding, and typed as azure.functions.Context."""
@@ -94,6 +101,8 @@ def test_every_setting_a_binding_names_is_in_the_sample_settings(indexed):
         "RELEASE_EVENTS_SUBSCRIPTION",
         "RECONCILE_SCHEDULE",
         "ServiceBusConnection",
+        "WORK_QUEUE_NAME",
+        "WorkQueue",
     }
     assert set(BINDING_SETTINGS) <= referenced
     for name in referenced:

@@ -11,7 +11,12 @@ from shared.authority.proofs import sign
 from tests.builders import CANARY_EVENT, TEST_KEY, TEST_KEY_ID
 from tests.functions.test_handlers import principal
 
-SETTINGS = {"RELEASE_EVENTS_TOPIC": "t", "RELEASE_EVENTS_SUBSCRIPTION": "s", "RECONCILE_SCHEDULE": "*/5 * * * * *"}
+SETTINGS = {
+    "RELEASE_EVENTS_TOPIC": "t",
+    "RELEASE_EVENTS_SUBSCRIPTION": "s",
+    "RECONCILE_SCHEDULE": "*/5 * * * * *",
+    "WORK_QUEUE_NAME": "w",
+}
 
 
 @pytest.fixture

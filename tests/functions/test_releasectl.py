@@ -18,7 +18,12 @@ from shared.domain.model import Measurement, Phase, ProviderKind
 from tests.builders import CANARY_EVENT, TEST_KEY, TEST_KEY_ID, event
 from tests.functions.test_handlers import principal, tick
 
-SETTINGS = {"RELEASE_EVENTS_TOPIC": "t", "RELEASE_EVENTS_SUBSCRIPTION": "s", "RECONCILE_SCHEDULE": "*/5 * * * * *"}
+SETTINGS = {
+    "RELEASE_EVENTS_TOPIC": "t",
+    "RELEASE_EVENTS_SUBSCRIPTION": "s",
+    "RECONCILE_SCHEDULE": "*/5 * * * * *",
+    "WORK_QUEUE_NAME": "w",
+}
 
 
 @pytest.fixture

@@ -49,6 +49,7 @@ BUILT_IN_ROLES = {
 GRANTED_ROLES = {
     "Storage Blob Data Owner",  # host storage (identity-based AzureWebJobsStorage) and the deployment container
     "Storage Table Data Contributor",  # release store; the host's diagnostic events
+    "Storage Queue Data Contributor",  # the work queue and its poison queue
     "Azure Service Bus Data Receiver",  # the controller's subscription
     "Azure Service Bus Data Sender",  # CI, on the topic
     "Key Vault Secrets User",  # Key Vault references
@@ -64,6 +65,8 @@ VERIFIED_API_VERSIONS = {
     ("Microsoft.Storage/storageAccounts", "2023-05-01"),
     ("Microsoft.Storage/storageAccounts/blobServices", "2023-05-01"),
     ("Microsoft.Storage/storageAccounts/blobServices/containers", "2023-05-01"),
+    ("Microsoft.Storage/storageAccounts/queueServices", "2023-05-01"),
+    ("Microsoft.Storage/storageAccounts/queueServices/queues", "2023-05-01"),
     ("Microsoft.ServiceBus/namespaces", "2024-01-01"),
     ("Microsoft.ServiceBus/namespaces/topics", "2024-01-01"),
     ("Microsoft.ServiceBus/namespaces/topics/subscriptions", "2024-01-01"),
@@ -81,6 +84,7 @@ VERIFIED_API_VERSIONS = {
 # Settings the code reads that the template leaves unset in Azure, on purpose.
 NOT_SET_IN_AZURE = {
     "RELEASE_STORE_CONNECTION": "a connection string, for Azurite; Azure uses RELEASE_STORE_ENDPOINT and the identity",
+    "WorkQueue": "a connection string, for Azurite; Azure uses WorkQueue__queueServiceUri and the identity",
     "ARM_CA_BUNDLE": "trusts the local App Service emulator's CA",
     "PROBE_CA_BUNDLE": "trusts the local App Service emulator's CA",
     "AUTH_KEY_ONLY_ROLES": "roles of key-only mode, which the template pins off (AUTH_KEY_ONLY=false)",
@@ -95,7 +99,7 @@ PLATFORM_SETTINGS = {
     "AZURE_CLIENT_ID": "azure-identity's DefaultAzureCredential: which managed identity to use",
 }
 # Suffixes of an identity-based connection the Functions host reads (<connection>__<suffix>).
-CONNECTION_SUFFIXES = {"accountName", "fullyQualifiedNamespace", "credential", "clientId"}
+CONNECTION_SUFFIXES = {"accountName", "fullyQualifiedNamespace", "queueServiceUri", "credential", "clientId"}
 HOST_STORAGE = "AzureWebJobsStorage"
 
 # Settings only the local Functions host needs (local.settings.sample.json, never the template).
@@ -114,6 +118,7 @@ NEVER_IN_AZURE = {
     "AzureWebJobsStorage",
     "ServiceBusConnection",
     "RELEASE_STORE_CONNECTION",
+    "WorkQueue",
 }
 
 GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -341,7 +346,8 @@ def test_every_setting_the_code_reads_is_set_by_the_template():
     for connection in connections | {HOST_STORAGE}:
         assert f"{connection}__credential" in values, connection
         assert f"{connection}__clientId" in values, connection
-    assert {f"{c}__fullyQualifiedNamespace" for c in connections} <= set(values)
+    assert {f"{c}__fullyQualifiedNamespace" for c in connections if c.startswith("ServiceBus")} <= set(values)
+    assert {f"{c}__queueServiceUri" for c in connections if c == "WorkQueue"} <= set(values)
     assert f"{HOST_STORAGE}__accountName" in values
 
 
@@ -409,6 +415,8 @@ PARAMETER_DEFAULTS = {
     "authRoleClaim": "AUTH_ROLE_CLAIM",
     "authRoleMap": "AUTH_ROLE_MAP",
     "releaseStoreTablePrefix": "RELEASE_STORE_TABLE_PREFIX",
+    "workQueueName": "WORK_QUEUE_NAME",
+    "dispatchGraceSeconds": "DISPATCH_GRACE_SECONDS",
 }
 
 
