@@ -134,6 +134,19 @@ class ReleaseWrite:
     etag: str | None
     audit: tuple[AuditEntry, ...] = ()
     fingerprint: str | None = None
+    # An insert whose writer already holds the id's claim for this site and plan (the store need
+    # not claim it again).
+    claimed: bool = False
+
+
+@dataclass(frozen=True)
+class SiteView:
+    """What admitting a new release reads: its site row, the release's own row if it was created
+    already (a redelivery), and the site's active and queued releases."""
+
+    site: Versioned[SiteState]
+    existing: Versioned[Release] | None
+    others: dict[str, Versioned[Release]]
 
 
 @dataclass(frozen=True)
@@ -244,6 +257,11 @@ class ReleaseStore(Protocol):
         wrote first), DuplicateRelease (an inserted release exists), ReleaseIdConflict (its id is
         claimed by another plan), EntityTooLarge, StoreUnavailable.
         """
+        ...
+
+    def load_admission(self, site_key: str, release_id: str, created_at: datetime) -> SiteView:
+        """The site row, the release's own row (created at ``created_at``) and the site's active and
+        queued releases: one round trip on a free site, two on a busy one."""
         ...
 
     def load_due(self, ref: DueRef) -> tuple[Versioned[Release], Versioned[SiteState]] | None:

@@ -60,6 +60,7 @@ from shared.ports import (
     ReleaseNotFound,
     ReleaseSummary,
     ReleaseWrite,
+    SiteView,
     StoredAudit,
     StoreUnavailable,
     TerminalPlatformError,
@@ -157,7 +158,7 @@ class InMemoryReleaseStore:
             for w in writes:
                 if w.release.site_key != site_key:
                     raise ValueError("every release in a commit must belong to the same site")
-                if w.etag is None:
+                if w.etag is None and not w.claimed:
                     fingerprint = w.fingerprint or spec_fingerprint(w.release.spec)
                     held = self._claims.setdefault(
                         w.release.id, IdClaim(w.release.id, site_key, fingerprint, w.release.created_at)
@@ -191,6 +192,20 @@ class InMemoryReleaseStore:
             if site is not None:
                 self._sites[site_key] = _Row(site_to_record(site.value), self._etag())
             return etags
+
+    def load_admission(self, site_key: str, release_id: str, created_at: datetime) -> SiteView:
+        with self._lock:
+            site = self.load_site(site_key)
+            existing = self.find_release(release_id)
+            if existing is not None and existing.value.created_at != created_at:
+                existing = None
+            others = {}
+            for other in (site.value.active, site.value.queued):
+                if other and other != release_id:
+                    found = self.find_release(other)
+                    if found is not None:
+                        others[other] = found
+            return SiteView(site, existing, others)
 
     def load_due(self, ref: DueRef) -> tuple[Versioned[Release], Versioned[SiteState]] | None:
         with self._lock:
@@ -589,3 +604,24 @@ class FakeClock:
         with self._lock:
             self._now += timedelta(seconds=seconds)
             return self._now
+
+
+class RecordingWorkQueue:
+    """A work queue that keeps what was sent (release id, due time, delay), for the service's tests."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[DueRef, float]] = []
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def send(self, ref: DueRef, *, delay_seconds: float = 0.0) -> None:
+        with self._lock:
+            if self.failures > 0:
+                self.failures -= 1
+                raise ConnectionError("the queue service did not answer")
+            self.sent.append((ref, delay_seconds))
+
+    def take(self) -> list[tuple[DueRef, float]]:
+        with self._lock:
+            sent, self.sent = self.sent, []
+            return sent

@@ -51,7 +51,7 @@ from shared.adapters.codec import (
     state_to_record,
 )
 from shared.domain.lifecycle.schedule import attention_at
-from shared.domain.model import Phase, Release, SiteState
+from shared.domain.model import Phase, Release, ReleaseSpec, SiteState
 from shared.domain.schema import spec_fingerprint
 from shared.ports import (
     ConcurrencyConflict,
@@ -65,6 +65,7 @@ from shared.ports import (
     ReleaseNotFound,
     ReleaseSummary,
     ReleaseWrite,
+    SiteView,
     StoredAudit,
     StoreUnavailable,
     TokenUse,
@@ -85,6 +86,7 @@ BINARY_CHUNK_BYTES = 64 * 1024
 MAX_REJECTED_BODY_BYTES = 640 * 1024
 MAX_MESSAGE_CHARS = 8000
 _INVERTED_BASE = 10**13
+SPEC_CACHE_SIZE = 4096
 
 
 def table_key(value: str) -> str:
@@ -165,6 +167,7 @@ class TableReleaseStore:
         self._names = {n: f"{prefix}{n}" for n in ("Releases", "ReleaseIndex", "RejectedEvents")}
         self._clients: dict[str, TableClient] = {}
         self._lock = threading.Lock()
+        self._specs: dict[str, ReleaseSpec] = {}
 
     @classmethod
     def from_connection_string(cls, conn: str, *, prefix: str = "", **client_kwargs: Any) -> TableReleaseStore:
@@ -302,9 +305,19 @@ class TableReleaseStore:
             raise ReleaseNotFound(release_id)
         return found
 
-    @staticmethod
-    def _release_from_entity(entity: dict[str, Any]) -> Release:
-        spec = spec_from_record(json.loads(_get_text(entity, "Spec")))
+    def _spec(self, text: str) -> ReleaseSpec:
+        """A stored plan, parsed (and validated) once per process: a spec never changes under its
+        text, and most reconciles read the same few."""
+        spec = self._specs.get(text)
+        if spec is None:
+            spec = spec_from_record(json.loads(text))
+            if len(self._specs) >= SPEC_CACHE_SIZE:
+                self._specs.clear()
+            self._specs[text] = spec
+        return spec
+
+    def _release_from_entity(self, entity: dict[str, Any]) -> Release:
+        spec = self._spec(_get_text(entity, "Spec"))
         release = release_from_records(spec, json.loads(_get_text(entity, "State")))
         return replace(release, audit_seq=int(entity["AuditSeq"]), indexed_due=parse_iso(entity.get("DueAt")))
 
@@ -420,7 +433,7 @@ class TableReleaseStore:
 
         # A new release is written only under an id claimed for this site and plan.
         for w in writes:
-            if w.etag is not None:
+            if w.etag is not None or w.claimed:
                 continue
             release = w.release
             fingerprint = w.fingerprint or spec_fingerprint(release.spec)
@@ -501,6 +514,44 @@ class TableReleaseStore:
 
     def list_active(self) -> list[DueRef]:
         return self._query_due("due}", None)
+
+    def _rows(self, query: str, parameters: dict[str, Any], doing: str) -> list[Any]:
+        with self._errors(doing):
+            return list(self._releases.query_entities(query, parameters=parameters))
+
+    def load_admission(self, site_key: str, release_id: str, created_at: datetime) -> SiteView:
+        pk = table_key(site_key)
+        own = _release_row_key(release_id, created_at)
+        rows = self._rows(
+            "PartitionKey eq @pk and (RowKey eq @site or RowKey eq @own or (RowKey gt @lo and RowKey lt @hi ))",
+            {"pk": pk, "site": "site", "own": own, "lo": "due|", "hi": "due}"},
+            "reading a site for an admission",
+        )
+        site: Versioned[SiteState] = Versioned(SiteState(site_key), None)
+        existing = None
+        where: dict[str, str] = {}
+        for row in rows:
+            if row["RowKey"] == "site":
+                site = Versioned(site_from_record(site_key, json.loads(row["State"])), row.metadata["etag"])
+            elif row["RowKey"] == own:
+                existing = Versioned(self._release_from_entity(row), row.metadata["etag"])
+            else:
+                where[row["ReleaseId"]] = row["ReleaseRow"]
+        wanted = [i for i in (site.value.active, site.value.queued) if i and i != release_id]
+        others: dict[str, Versioned[Release]] = {}
+        known = [where[i] for i in wanted if i in where]
+        if known:
+            clauses = " or ".join(f"RowKey eq @r{n} " for n in range(len(known)))
+            params: dict[str, Any] = {"pk": pk, **{f"r{n}": row for n, row in enumerate(known)}}
+            for row in self._rows(f"PartitionKey eq @pk and ({clauses})", params, "reading a site's releases"):
+                release = self._release_from_entity(row)
+                others[release.id] = Versioned(release, row.metadata["etag"])
+        for i in wanted:
+            if i not in others:  # not in the due index (never the case for an unsettled release)
+                found = self.find_release(i)
+                if found is not None:
+                    others[i] = found
+        return SiteView(site, existing, others)
 
     def load_due(self, ref: DueRef) -> tuple[Versioned[Release], Versioned[SiteState]] | None:
         if ref.row is None:

@@ -75,6 +75,7 @@ class ReconcileResult:
     release_id: str
     outcome: Literal["advanced", "unchanged", "not-due", "final", "transient", "missing"]
     phase: Phase | None = None
+    release: Release | None = field(default=None, compare=False, repr=False)  # as it stands now
 
 
 @dataclass

@@ -22,6 +22,7 @@ from shared.ports import (
     RejectedEvent,
     ReleaseIdConflict,
     ReleaseWrite,
+    SiteView,
     TokenUse,
     Versioned,
 )
@@ -139,38 +140,55 @@ class Intake(ServiceBase):
             spec, claim.created_at, actor=actor, source=source, submitters=submitters, policy=effective
         )
         for _ in range(self.conflict_retries):
-            existing = self.store.find_release(spec.release_id)
-            if existing is not None:
-                return IngestResult("duplicate", existing.value)
-            if not self._place(created, fingerprint, self.clock.now()):
+            view = self.store.load_admission(spec.target.site_key, spec.release_id, claim.created_at)
+            if view.existing is not None:
+                return IngestResult("duplicate", view.existing.value)
+            placed = self._place(created, fingerprint, self.clock.now(), view=view)
+            if placed is None:
                 continue
             log.info("release %s created for %s", spec.release_id, spec.target.site_key)
-            self._start_next(spec.release_id, 0)  # start at once; do not wait for the timer
-            return IngestResult("created", self.store.load_release(spec.release_id).value)
+            # Start at once; do not wait for the timer (or a worker).
+            started = self._reconcile(spec.release_id, force=True, depth=1, ref=self.store.due_ref(placed))
+            release = started.release or self.store.load_release(spec.release_id).value
+            return IngestResult("created", release)
         raise TooManyConflicts(f"could not create release {spec.release_id}: the site kept changing")
 
-    def _place(self, created: Decision, fingerprint: str, now: datetime, *, also: Sequence[ReleaseWrite] = ()) -> bool:
+    def _place(
+        self,
+        created: Decision,
+        fingerprint: str,
+        now: datetime,
+        *,
+        also: Sequence[ReleaseWrite] = (),
+        view: SiteView | None = None,
+    ) -> Release | None:
         """Insert a new release on its site (superseding or queueing behind what is there) in one
-        transaction with ``also``. False when another writer got there first."""
-        new_id = created.release.id
-        site = self.store.load_site(created.release.site_key)
-        active = self.store.find_release(site.value.active) if site.value.active else None
-        queued = self.store.find_release(site.value.queued) if site.value.queued else None
+        transaction with ``also``; its id is claimed already. Returns it as saved; None when
+        another writer got there first."""
+        new = created.release
+        if view is None:
+            view = self.store.load_admission(new.site_key, new.id, new.created_at)
+        site = view.site
+        active = view.others.get(site.value.active) if site.value.active else None
+        queued = view.others.get(site.value.queued) if site.value.queued else None
         admission = lifecycle.admit(
             site.value, created, active.value if active else None, queued.value if queued else None, now
         )
         etags = {r.value.id: r.etag for r in (active, queued) if r is not None}
         writes = [
-            ReleaseWrite(d.release, None, d.audit, fingerprint)
-            if d.release.id == new_id
+            ReleaseWrite(d.release, None, d.audit, fingerprint, claimed=True)
+            if d.release.id == new.id
             else ReleaseWrite(d.release, etags[d.release.id], d.audit)
             for d in admission.decisions
         ]
         try:
-            self.store.commit(created.release.site_key, [*writes, *also], Versioned(admission.site, site.etag))
+            self.store.commit(new.site_key, [*writes, *also], Versioned(admission.site, site.etag))
         except (DuplicateRelease, ConcurrencyConflict):
-            return False
-        return True
+            return None
+        placed = next(d.release for d in admission.decisions if d.release.id == new.id)
+        for w in [*writes, *also]:
+            self._follow_up(w.release)
+        return placed
 
     @one_message_per_release
     def retry(self, release_id: str, *, actor: Actor, reason: str) -> Release:
@@ -188,7 +206,7 @@ class Intake(ServiceBase):
             if old_decision.release.site_key != created.release.site_key:
                 raise AssertionError("a retry stays on its site")
             also = [ReleaseWrite(old_decision.release, old.etag, old_decision.audit)]
-            if not self._place(created, fingerprint, now, also=also):
+            if self._place(created, fingerprint, now, also=also) is None:
                 continue
             self._start_next(new_id, 0)
             return self.store.load_release(new_id).value

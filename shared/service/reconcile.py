@@ -85,17 +85,17 @@ class Reconciler(ServiceBase):
                 site = None  # the alerts' save may have changed the site row
             release = loaded.value
             if release.frees_site:
-                return ReconcileResult(release_id, "final", release.phase)
+                return ReconcileResult(release_id, "final", release.phase, release)
             now = self.clock.now()
             due_at = lifecycle.attention_at(release)
             if not force and (due_at is None or due_at > now):
-                return ReconcileResult(release_id, "not-due", release.phase)
+                return ReconcileResult(release_id, "not-due", release.phase, release)
             if site is None:
                 site = self.store.load_site(release.site_key)
             decision, outcome = self._decide_and_apply(release, site.value, now)
             if outcome == "unchanged" and _same_state(release, decision.release):
                 if release.next_check_at is not None and release.next_check_at > now:
-                    return ReconcileResult(release_id, "unchanged", release.phase)  # looked at early
+                    return ReconcileResult(release_id, "unchanged", release.phase, release)  # looked at early
                 # Nothing happened but time: save only when it is next due.
                 decision = Decision(replace(release, next_check_at=decision.release.next_check_at))
             try:
@@ -110,7 +110,7 @@ class Reconciler(ServiceBase):
             if decision.again and depth < MAX_FOLLOW_UPS:
                 # The decision stopped short of what its saved state now allows: go on at once.
                 return self._reconcile(release_id, force=True, depth=depth + 1, ref=ref)
-            return ReconcileResult(release_id, outcome, committed.value.phase)
+            return ReconcileResult(release_id, outcome, committed.value.phase, committed.value)
         raise TooManyConflicts(f"release {release_id} kept changing while reconciling")
 
     def _decide_and_apply(
