@@ -77,6 +77,7 @@ def release_event(release_id: str, version: str, error_rate: str) -> dict[str, A
             "maxErrorRate": 0.05,
             "minRequests": 20,
             "progressDeadline": "2m",
+            "interval": "2s",
         },
         "metadata": {"commit": "demo", "requestedBy": "demo@contoso.com"},
     }

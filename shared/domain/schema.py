@@ -239,7 +239,12 @@ EVENT_SCHEMA: dict[str, Any] = {
                 "failureLimit": {"type": "integer", "minimum": 0, "maximum": 100},
                 "consecutiveSuccesses": {"type": "integer", "minimum": 1, "maximum": 100},
                 "progressDeadline": _duration("A phase that makes no progress this long fails.", 60, DAY),
-                "interval": _duration("How often the new version is measured while it bakes.", 10, 3600),
+                "interval": _duration(
+                    "How often the new version is measured while it bakes (and, when shorter than 15 s, "
+                    "how often a platform operation under way is polled).",
+                    1,
+                    3600,
+                ),
             },
         },
         "metadata": {

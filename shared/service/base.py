@@ -178,20 +178,33 @@ class ServiceBase:
         except Exception as exc:  # the due index still has it: the timer sends it if this one is missing
             log.warning("release %s: its next work message was not sent (%s); the timer will find it", release.id, exc)
 
-    def _update(self, release_id: str, change: Callable[[Release], Decision | None]) -> Versioned[Release] | None:
+    def _update(
+        self,
+        release_id: str,
+        change: Callable[[Release], Decision | None],
+        *,
+        read: tuple[Versioned[Release], Versioned[SiteState]] | None = None,
+    ) -> Versioned[Release] | None:
         """Apply ``change`` to the stored release and commit, re-reading on conflict. None when
-        ``change`` has nothing to do."""
+        ``change`` has nothing to do. ``read``: the release and its site as just read (no read
+        first)."""
         with self.follow_ups():
-            return self._update_once(release_id, change)
+            return self._update_once(release_id, change, read)
 
-    def _update_once(self, release_id: str, change: Callable[[Release], Decision | None]) -> Versioned[Release] | None:
+    def _update_once(
+        self,
+        release_id: str,
+        change: Callable[[Release], Decision | None],
+        read: tuple[Versioned[Release], Versioned[SiteState]] | None,
+    ) -> Versioned[Release] | None:
         for _ in range(self.conflict_retries):
-            loaded = self.store.load_release(release_id)
+            loaded, site = read if read is not None else (self.store.load_release(release_id), None)
+            read = None
             decision = change(loaded.value)
             if decision is None:
                 return None
             try:
-                committed, handed_to = self._commit(loaded, decision)
+                committed, handed_to = self._commit(loaded, decision, site)
             except ConcurrencyConflict:
                 continue
             self._settle(committed, handed_to)

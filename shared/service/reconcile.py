@@ -74,9 +74,19 @@ class Reconciler(ServiceBase):
         found = self.store.find_release(release_id)
         return (found, None) if found is not None else None
 
-    def _reconcile(self, release_id: str, *, force: bool, depth: int, ref: DueRef | None = None) -> ReconcileResult:
+    def _reconcile(
+        self,
+        release_id: str,
+        *,
+        force: bool,
+        depth: int,
+        ref: DueRef | None = None,
+        read: tuple[Versioned[Release], Versioned[SiteState] | None] | None = None,
+    ) -> ReconcileResult:
+        """``read``: the release and its site as this worker just saved them (no read first)."""
         for _ in range(self.conflict_retries):
-            got = self._load(release_id, ref)
+            got = read if read is not None else self._load(release_id, ref)
+            read = None
             if got is None:
                 return ReconcileResult(release_id, "missing")
             loaded, site = got
@@ -105,11 +115,14 @@ class Reconciler(ServiceBase):
                 continue
             swaps = [e for e in decision.effects if isinstance(e, BeginSwap)]
             if swaps:
-                committed = self._begin_swap(committed, now)
+                committed = self._begin_swap(committed, now, ref)
             committed = self._settle(committed, handed_to, depth)
             if decision.again and depth < MAX_FOLLOW_UPS:
-                # The decision stopped short of what its saved state now allows: go on at once.
-                return self._reconcile(release_id, force=True, depth=depth + 1, ref=ref)
+                # The decision stopped short of what its saved state now allows: go on at once,
+                # from what was just saved (the ETag still guards it) unless the site row changed.
+                same_site = lifecycle.site_after(site.value, decision.release) == site.value
+                again = (committed, site) if same_site else None
+                return self._reconcile(release_id, force=True, depth=depth + 1, ref=ref, read=again)
             return ReconcileResult(release_id, outcome, committed.value.phase, committed.value)
         raise TooManyConflicts(f"release {release_id} kept changing while reconciling")
 
@@ -212,7 +225,7 @@ class Reconciler(ServiceBase):
         entry = AuditEntry(now, CONTROLLER, action, message, release.phase, release.phase, release.weight, {})
         return replace(decision, release=release, audit=(*decision.audit, entry))
 
-    def _begin_swap(self, committed: Versioned[Release], now: datetime) -> Versioned[Release]:
+    def _begin_swap(self, committed: Versioned[Release], now: datetime, ref: DueRef | None) -> Versioned[Release]:
         """Start the swap the saved state claims, and record how to follow it."""
         release = committed.value
         if release.swap is None or release.swap.token is not None:
@@ -220,12 +233,14 @@ class Reconciler(ServiceBase):
         claimed_at = release.swap.claimed_at
         # Last look before the one action that cannot be repeated: a person may have rolled the
         # release back since the claim was saved.
-        current = self.store.find_release(release.id)
-        if current is None or current.value.swap != release.swap:
+        looked = self._load(release.id, ref)
+        if looked is None or looked[0].value.swap != release.swap:
             return committed
+        current, site = looked
+        read = (current, site) if site is not None else None
         if lifecycle.swap_withdrawn(current.value, claimed_at, now) is not None:
-            updated = self._update(release.id, lambda r: lifecycle.swap_withdrawn(r, claimed_at, now))
-            return updated if updated is not None else committed
+            withdrawn = self._update(release.id, lambda r: lifecycle.swap_withdrawn(r, claimed_at, now), read=read)
+            return withdrawn if withdrawn is not None else committed
         try:
             token = self.platform.begin_swap(release.spec.target)
         except PlatformError as exc:
@@ -242,7 +257,7 @@ class Reconciler(ServiceBase):
             def change(r: Release) -> Decision | None:
                 return lifecycle.swap_started(r, claimed_at, token, now)
 
-        updated = self._update(release.id, change)
+        updated = self._update(release.id, change, read=read)
         return updated if updated is not None else committed
 
     # -- the timer -------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_the_timer_finds_a_release_sooner_while_its_alerts_wait_and_never_once_s
 
 def test_analysis_interval_is_validated_and_kept_out_of_old_fingerprints():
     assert spec(event(analysis={"interval": "2m"})).analysis.interval_seconds == 120
-    for bad in ("5s", "2h", 0):
+    for bad in ("2h", 0, "0s"):
         with pytest.raises(SchemaError, match="interval"):
             parse_release_event(body(event(analysis={"interval": bad})))
     plain = spec()
@@ -98,3 +98,9 @@ def test_analysis_interval_is_validated_and_kept_out_of_old_fingerprints():
     )
     assert spec_fingerprint(plain) == spec_fingerprint(spec(event(analysis={"interval": 60})))
     assert spec_fingerprint(plain) != spec_fingerprint(spec(event(analysis={"interval": 30})))
+
+
+def test_a_short_analysis_interval_also_shortens_the_platform_polls():
+    fast = rel(event(analysis={"interval": "5s"}), phase=Phase.DEPLOYING)
+    assert next_due(fast, NOW) == at(5)
+    assert next_due(rel(event(analysis={"interval": "5m"}), phase=Phase.DEPLOYING), NOW) == at(POLL_SECONDS)

@@ -19,7 +19,7 @@ from shared.domain.model import Phase, Release
 # How often a failed release that holds its site looks at the slots again.
 FAILED_WATCH_SECONDS = 120
 # A platform operation under way (deploy and readiness, validation checks, a swap, a rollback,
-# a webhook gate): how soon it is looked at again.
+# a webhook gate): how soon it is looked at again (sooner if the release's analysis interval is).
 POLL_SECONDS = 15
 # A queued release is started by the release before it the moment the site changes hands; this
 # slow watch only covers a worker that stopped between that commit and the start.
@@ -42,14 +42,19 @@ def _bake_ends(r: Release) -> list[datetime]:
     return ends
 
 
+def poll_seconds(r: Release) -> int:
+    return min(POLL_SECONDS, r.spec.analysis.interval_seconds)
+
+
 def next_due(r: Release, now: datetime) -> datetime | None:
     """When ``r``, just decided at ``now``, next needs attention (None: never again by itself)."""
+    poll = timedelta(seconds=poll_seconds(r))
     if r.phase is Phase.FAILED and r.holds_site:
         return now + timedelta(seconds=FAILED_WATCH_SECONDS)
     if r.is_final:
         return None
     if r.gate_pending is not None:
-        return now + timedelta(seconds=POLL_SECONDS)
+        return now + poll
     if r.phase is Phase.PENDING:
         return now + timedelta(seconds=QUEUED_WATCH_SECONDS)
     if r.phase is Phase.AWAITING_APPROVAL and r.weight == 0:
@@ -58,7 +63,7 @@ def next_due(r: Release, now: datetime) -> datetime | None:
         r.phase in (Phase.SHIFTING, Phase.AWAITING_APPROVAL) and r.step_started_at is not None
     )
     if not measuring:
-        return now + timedelta(seconds=POLL_SECONDS)
+        return now + poll
     due = now + timedelta(seconds=r.spec.analysis.interval_seconds)
     for end in _bake_ends(r):
         if now < end < due:
