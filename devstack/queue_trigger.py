@@ -118,14 +118,7 @@ class QueueTriggerListener:
         content = message.content
         body = content.encode("utf-8") if isinstance(content, str) else bytes(content or b"")
         try:
-            self.trigger.handler(
-                func.QueueMessage(
-                    id=message.id,
-                    body=body,
-                    dequeue_count=message.dequeue_count,
-                    pop_receipt=message.pop_receipt,
-                )
-            )
+            self.trigger.handler(func.QueueMessage(id=message.id, body=body, pop_receipt=message.pop_receipt))
         except Exception as exc:
             self._failed(message, content, exc)
             return

@@ -541,9 +541,10 @@ class TableReleaseStore:
         others: dict[str, Versioned[Release]] = {}
         known = [where[i] for i in wanted if i in where]
         if known:
-            clauses = " or ".join(f"RowKey eq @r{n} " for n in range(len(known)))
+            # (The SDK substitutes @names in words split on single spaces: keep one space around each.)
+            clauses = " or ".join(f"RowKey eq @r{n}" for n in range(len(known)))
             params: dict[str, Any] = {"pk": pk, **{f"r{n}": row for n, row in enumerate(known)}}
-            for row in self._rows(f"PartitionKey eq @pk and ({clauses})", params, "reading a site's releases"):
+            for row in self._rows(f"PartitionKey eq @pk and ( {clauses} )", params, "reading a site's releases"):
                 release = self._release_from_entity(row)
                 others[release.id] = Versioned(release, row.metadata["etag"])
         for i in wanted:

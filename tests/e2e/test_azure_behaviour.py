@@ -210,7 +210,7 @@ def test_an_app_service_error_body_is_read_for_the_message(e2e):
 def test_throttling_is_waited_out_as_long_as_the_platform_asks(e2e):
     release_id = e2e.submit(canary_event())
     e2e.emulator.inject("/config/appsettings/list", status=429, code="TooManyRequests", retry_after=120, times=1)
-    e2e.tick(release_id, 1)
+    e2e.tick(release_id, 15)  # the deploy's next poll
     release = e2e.service.get(release_id)
     assert release.transient_failures == 1
     assert release.next_check_at >= e2e.clock.now() + timedelta(seconds=119)

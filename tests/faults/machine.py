@@ -21,7 +21,8 @@ import shutil
 import tempfile
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -114,6 +115,19 @@ class Interleavings(RuleBasedStateMachine):
     def tick_again(self, minutes: float) -> None:
         """Time passing is the most common thing of all."""
         self.tick(minutes)
+
+    @rule(n=st.integers(0, 64), stale=st.booleans())
+    def work_message(self, n: int, stale: bool) -> None:
+        """A worker takes the release's work message: the one its last save scheduled, or a stale
+        duplicate of an earlier one."""
+        self._step()
+        release_id = self._release_id(n)
+        release = self.world.release(release_id) if release_id is not None else None
+        ref = self.world.raw_store.due_ref(release) if release is not None else None
+        if ref is not None:
+            if stale:
+                ref = replace(ref, due_at=ref.due_at - timedelta(minutes=5))
+            self.world.run(lambda: self.world.service.work(ref))
 
     @rule(n=st.integers(0, 64), force=st.booleans())
     def reconcile_one(self, n: int, force: bool) -> None:

@@ -433,6 +433,15 @@ class World:
                     assert r.reason, f"invariant 5: {r.id} failed without a reason"
         ids = [r.id for r in releases]
         assert len(ids) == len(set(ids)), f"invariant 1: duplicate releases {Counter(ids)}"
+        # The due index never loses a release: every unsettled release is in it, at the time it
+        # needs attention, and nothing else is.
+        indexed = {ref.release_id: ref.due_at for ref in self.raw_store.list_active()}
+        for r in releases:
+            due_at = lifecycle.attention_at(r)
+            assert indexed.get(r.id) == due_at, (
+                f"due index: {r.id} ({r.phase}) needs attention at {due_at} but is indexed at {indexed.get(r.id)}"
+            )
+        assert set(indexed) <= set(ids), f"due index: entries with no release {sorted(set(indexed) - set(ids))}"
         assert not self.violations, f"invariant {self.violations[0].what}: {self.violations[0].detail}"
 
     def check_audits(self) -> None:

@@ -182,6 +182,28 @@ def test_a_losing_writer_does_not_move_the_due_index(store):
     assert [r.due_at for r in store.list_active()] == [NOW + timedelta(minutes=1)]
 
 
+def test_an_admission_reads_the_site_its_own_row_and_the_active_and_queued_releases(store):
+    site_key = spec().target.site_key
+    fresh = store.load_admission(site_key, "web-1", NOW)
+    assert (fresh.site.etag, fresh.existing, fresh.others) == (None, None, {})
+    create(store, "web-1", at=NOW, site=SiteState(site_key, active="web-1"))
+    loaded = store.load_site(site_key)
+    create(store, "web-2", at=NOW + timedelta(minutes=1), site=SiteState(site_key, active="web-1", queued="web-2"))
+    assert loaded.etag != store.load_site(site_key).etag
+    view = store.load_admission(site_key, "web-3", NOW + timedelta(minutes=2))
+    assert view.site.value.active == "web-1" and view.site.value.queued == "web-2"
+    assert view.site.etag == store.load_site(site_key).etag
+    assert view.existing is None
+    assert {k: v.value for k, v in view.others.items()} == {
+        "web-1": store.load_release("web-1").value,
+        "web-2": store.load_release("web-2").value,
+    }
+    assert all(v.etag == store.load_release(k).etag for k, v in view.others.items())
+    again = store.load_admission(site_key, "web-2", NOW + timedelta(minutes=1))
+    assert again.existing.value == store.load_release("web-2").value, "a redelivery finds its own row"
+    assert set(again.others) == {"web-1"}
+
+
 def test_due_releases_come_soonest_first_across_sites(store):
     create(store, "web-1", at=NOW + timedelta(minutes=2))
     other = spec(BLUE_GREEN_EVENT)
