@@ -260,6 +260,9 @@ class ArmApi:
         query = {k.lower(): v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         self._authenticate(headers)
         self.cloud.arm_requests.append((method, path))
+        low, high = self.cloud.timings.arm_latency_seconds
+        if high > 0:
+            time.sleep(low + (high - low) * self.cloud.rng.random())
         fault = self.cloud.take_fault(method, path)
         if fault is not None:
             if fault.delay_seconds:

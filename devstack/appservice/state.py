@@ -34,6 +34,9 @@ class Timings:
     metrics_delay_seconds: float = 180.0
     # A warm-up request waits this long for the slot to answer (Azure: 90 s, retried up to 5 times).
     warmup_timeout_seconds: float = 450.0
+    # Real seconds each ARM request takes before it is answered, drawn uniformly from this range
+    # (off by default, so the tests stay quick; the scale-out benchmark uses Azure's 0.1-0.3 s).
+    arm_latency_seconds: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def fast(cls) -> Timings:
