@@ -67,7 +67,8 @@ def start_workers(count: int, config_path: Path, logs: Path) -> list[subprocess.
         for n in range(count)
     ]
     for worker in workers:
-        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+        assert worker.stdout is not None
+        assert worker.stdout.readline().strip() == "ready"
     return workers
 
 
@@ -181,7 +182,8 @@ def main() -> None:
                 later = now + timedelta(hours=1)
                 for i in ids:
                     release = store.load_release(i).value
-                    assert release.phase is Phase.AWAITING_APPROVAL and release.next_check_at == later, i
+                    assert release.phase is Phase.AWAITING_APPROVAL, i
+                    assert release.next_check_at == later, i
                 rate = RELEASES / elapsed
                 baseline = baseline or rate
                 print(

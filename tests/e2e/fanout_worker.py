@@ -126,7 +126,10 @@ def main(argv: list[str]) -> int:
         QueueTrigger(f"worker-{who}", config["queue_name"], "WorkQueue", handle),
         config["queue"],
         QueueOptions(
-            batch_size=int(config.get("batch", 4)), max_dequeue_count=5, visibility_timeout=1.0, max_polling_interval=0.2
+            batch_size=int(config.get("batch", 4)),
+            max_dequeue_count=5,
+            visibility_timeout=1.0,
+            max_polling_interval=0.2,
         ),
     ).start()
     print("ready", flush=True)
