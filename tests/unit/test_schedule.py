@@ -14,6 +14,7 @@ from shared.domain.lifecycle.schedule import (
     FAILED_WATCH_SECONDS,
     POLL_SECONDS,
     QUEUED_WATCH_SECONDS,
+    VERIFY_SECONDS,
 )
 from shared.domain.model import Alert, AnalysisProgress, Phase, Release, WebhookStage
 from shared.domain.schema import SchemaError, parse_release_event, spec_fingerprint, spec_to_document
@@ -34,8 +35,20 @@ def at(seconds: float) -> datetime:
 def test_a_baking_step_is_due_at_its_next_analysis_not_at_every_tick():
     baking = rel(phase=Phase.SHIFTING, step=0, weight=10, step_started_at=NOW - timedelta(minutes=1))
     assert next_due(baking, NOW) == at(60), "analysis.interval defaults to 60 s"
-    quick = rel(event(analysis={"interval": "15s"}), phase=Phase.SHIFTING, step=0, weight=10, step_started_at=NOW)
+    quick = rel(
+        event(analysis={"interval": "15s"}),
+        phase=Phase.SHIFTING,
+        step=0,
+        weight=10,
+        step_started_at=NOW - timedelta(seconds=30),
+    )
     assert next_due(quick, NOW) == at(15)
+
+
+def test_a_step_just_verified_is_measured_soon_then_at_every_interval():
+    verified = rel(phase=Phase.SHIFTING, step=0, weight=10, step_started_at=NOW)
+    assert next_due(verified, NOW) == at(VERIFY_SECONDS)
+    assert next_due(verified, at(VERIFY_SECONDS)) == at(VERIFY_SECONDS + 60)
 
 
 def test_the_end_of_a_bake_comes_before_the_next_analysis_when_it_is_sooner():
@@ -64,8 +77,8 @@ def test_a_platform_operation_under_way_is_polled(phase):
     assert next_due(rel(phase=phase), NOW) == at(POLL_SECONDS)
 
 
-def test_an_unverified_step_and_a_webhook_gate_are_polled():
-    assert next_due(rel(phase=Phase.SHIFTING, step=0, weight=10), NOW) == at(POLL_SECONDS)
+def test_an_unverified_step_is_looked_at_soon_and_a_webhook_gate_is_polled():
+    assert next_due(rel(phase=Phase.SHIFTING, step=0, weight=10), NOW) == at(VERIFY_SECONDS)
     gated = rel(phase=Phase.SHIFTING, step=0, weight=10, step_started_at=NOW, gate_pending=WebhookStage.EACH_STEP)
     assert next_due(gated, NOW) == at(POLL_SECONDS)
 

@@ -21,6 +21,9 @@ FAILED_WATCH_SECONDS = 120
 # A platform operation under way (deploy and readiness, validation checks, a swap, a rollback,
 # a webhook gate): how soon it is looked at again (sooner if the release's analysis interval is).
 POLL_SECONDS = 15
+# A step's weight was just applied: the next look verifies it reaches the slot, and only from then
+# is the step baked and measured, so it comes soon.
+VERIFY_SECONDS = 5
 # A queued release is started by the release before it the moment the site changes hands; this
 # slow watch only covers a worker that stopped between that commit and the start.
 QUEUED_WATCH_SECONDS = 300
@@ -62,9 +65,16 @@ def next_due(r: Release, now: datetime) -> datetime | None:
     measuring = r.phase is Phase.GUARDING or (
         r.phase in (Phase.SHIFTING, Phase.AWAITING_APPROVAL) and r.step_started_at is not None
     )
+    if r.phase is Phase.SHIFTING and r.step_started_at is None:
+        return now + min(poll, timedelta(seconds=VERIFY_SECONDS))
     if not measuring:
         return now + poll
-    due = now + timedelta(seconds=r.spec.analysis.interval_seconds)
+    interval = timedelta(seconds=r.spec.analysis.interval_seconds)
+    if r.phase is Phase.SHIFTING and r.step_started_at == now:
+        # Just verified: a first look soon catches a canary that fails at once under heavy
+        # traffic; after it, every interval.
+        interval = min(interval, timedelta(seconds=VERIFY_SECONDS))
+    due = now + interval
     for end in _bake_ends(r):
         if now < end < due:
             due = end
