@@ -5,7 +5,18 @@ from __future__ import annotations
 import importlib
 import sys
 
-ALL = ["cold_start", "first_answer", "intake", "reconcile", "round_trips", "rollback_latency"]
+ALL = [
+    "cold_start",
+    "first_answer",
+    "intake",
+    "ingestion",
+    "first_arm",
+    "round_trips",
+    "tick",
+    "scale_out",
+    "detection",
+    "rollback_latency",
+]
 
 
 def main(argv: list[str]) -> None:
