@@ -1,6 +1,6 @@
 """The local demo: the whole controller on this machine, no Azure needed.
 
-Starts Azurite (Table Storage), the App Service emulator (site contoso-web running 1.0.0, slot
+Starts Azurite (Table Storage and the work queue), the App Service emulator (site contoso-web running 1.0.0, slot
 staging), the Service Bus stand-in and the local Functions host serving function_app.py (receiving
 release events from the stand-in on sessions, as in Azure), with real visitors hitting the
 production host name. Then it ships two builds with releasectl, as a pipeline would:
@@ -93,6 +93,8 @@ def stack(data_dir: Path) -> Iterator[dict[str, Any]]:
     with contextlib.ExitStack() as started:
         azurite = start_azurite(location=data_dir)
         started.callback(azurite.stop)
+        queues = start_azurite(location=data_dir / "queues", service="queue")
+        started.callback(queues.stop)
         emulator = AppServiceEmulator(
             EmulatorConfig(
                 [
@@ -126,7 +128,11 @@ def stack(data_dir: Path) -> Iterator[dict[str, Any]]:
             "RELEASE_EVENTS_TOPIC": "release-events",
             "RELEASE_EVENTS_SUBSCRIPTION": "controller",
             "RECONCILE_SCHEDULE": "*/1 * * * * *",
+            # The work queue: each save schedules the release's next reconcile on it; the queue
+            # trigger runs them (the timer only re-sends late ones).
+            "WorkQueue": queues.connection_string,
             "WORK_QUEUE_NAME": "release-work",
+            "DISPATCH_GRACE_SECONDS": "5",
             "SLOT_PLATFORM": "appService",
             "ARM_ENDPOINT": emulator.arm_url,
             "ARM_CA_BUNDLE": emulator.ca_file,
@@ -154,6 +160,8 @@ def stack(data_dir: Path) -> Iterator[dict[str, Any]]:
             while not watching.wait(1.0):
                 if azurite.ensure_running():
                     print(f"  (Azurite had stopped; restarted on port {azurite.port} with its data)")
+                if queues.ensure_running():
+                    print(f"  (Azurite's queue service had stopped; restarted on port {queues.port} with its data)")
 
         watchdog = threading.Thread(target=keep_storage_up, name="azurite-watchdog", daemon=True)
         watchdog.start()
@@ -161,6 +169,7 @@ def stack(data_dir: Path) -> Iterator[dict[str, Any]]:
         started.callback(watching.set)
         yield {
             "azurite": azurite,
+            "queues": queues,
             "emulator": emulator,
             "bus": bus,
             "host": host,
@@ -286,6 +295,8 @@ def tour(s: dict[str, Any]) -> bool:
 def describe(s: dict[str, Any]) -> None:
     """Every endpoint, the emulated site, and commands to paste into another shell."""
     host, bus, azurite, emulator, site = s["host"], s["bus"], s["azurite"], s["emulator"], s["site"]
+    queues = s["queues"]
+    queue_url = queues.connection_string.split("QueueEndpoint=")[-1].rstrip(";")
     data_dir: Path = s["data_dir"]
     sample = data_dir / "web-1.3.0.json"
     sample.write_text(json.dumps(release_event("web-1.3.0", "1.3.0", "0"), indent=2))
@@ -295,6 +306,7 @@ The local stack (everything on 127.0.0.1; Ctrl-C or SIGTERM stops it):
   Functions host   {host.url}/api   (function key: {FUNCTION_KEY})
   Service Bus      {bus.connection_string.split(";")[0]}   topic release-events, subscription controller (sessions)
   Azurite          {azurite.connection_string.split("TableEndpoint=")[-1].rstrip(";")}   (pid {azurite.process.pid})
+  work queue       {queue_url}/release-work   (pid {queues.process.pid})
   App Service ARM  {emulator.arm_url}   (CA certificate: {emulator.ca_file})
   Site             {SITE} in subscription {SUBSCRIPTION}, resource group {RESOURCE_GROUP}
                    production https://{site.front_door_host}   staging https://{site.slots["staging"].host}
