@@ -18,20 +18,17 @@ from typing import Any
 
 from azure.functions.servicebus import ServiceBusMessage
 
-from devstack.appservice import AppServiceEmulator, SiteConfig, Timings
+from devstack.appservice import AppServiceEmulator, Timings
 from devstack.azurite import start_azurite
 from shared import bootstrap
-from shared.adapters.analysis import HttpProvider, ProviderAnalyzer
-from shared.adapters.memory import FakeClock, RecordingNotifier
-from shared.adapters.probes import HttpProber, HttpValidator
+from shared.adapters.memory import FakeClock
 from shared.adapters.table_store import TableReleaseStore
 from shared.authority.proofs import sign
-from shared.domain.model import ProviderKind, Target
-from shared.service import ReleaseService
+from shared.domain.model import Target
 from shared.settings import Settings
 from shared.triggers.events import release_events
-from tests.builders import SUBSCRIPTION, TEST_KEY, TEST_KEY_ID, authority_for_tests, body
-from tests.e2e.conftest import RG, canary_event, emulator_config, make_platform
+from tests.builders import SUBSCRIPTION, TEST_KEY, TEST_KEY_ID, body
+from tests.e2e.conftest import RG, build_e2e, canary_event, emulator_config, sites_named
 
 EVENTS = 20
 
@@ -65,32 +62,15 @@ def message(site: str) -> ServiceBusMessage:
 def main() -> None:
     azurite = start_azurite()
     names = [f"contoso-first-{i:02d}" for i in range(EVENTS + 1)]
-    sites = [
-        SiteConfig(
-            SUBSCRIPTION,
-            RG,
-            name,
-            production_settings={"RELEASE_ID": f"{name}-1.0.0", "RELEASE_VERSION": "1.0.0"},
-            linux_fx_version="DOCKER|contoso.azurecr.io/web:1.0.0",
-        )
-        for name in names
-    ]
+    sites = sites_named(names)
     try:
         clock = FakeClock()
         config = emulator_config(clock, sites=sites)
         config.timings = Timings.fast()
         with AppServiceEmulator(config) as emulator:
             store = TableReleaseStore.from_connection_string(azurite.connection_string, prefix="firstarm")
-            platform = make_platform(emulator)
-            service = ReleaseService(
-                store,
-                platform,
-                HttpValidator(ca_bundle=emulator.ca_file),
-                ProviderAnalyzer({ProviderKind.HTTP: HttpProvider(HttpProber(emulator.ca_file))}),
-                RecordingNotifier(),
-                clock,
-                authority=authority_for_tests(),
-            )
+            built = build_e2e(emulator, store, clock)
+            service, platform = built.service, built.platform
             settings = Settings.from_env({"RELEASE_STORE_CONNECTION": azurite.connection_string})
             bootstrap.use(bootstrap.Container(settings=settings, service=service, parts={"store": store}))
             stamped = Stamped()

@@ -25,17 +25,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from devstack.appservice import AppServiceEmulator, SiteConfig, Timings
+from devstack.appservice import AppServiceEmulator, Timings
 from devstack.azurite import start_azurite
-from shared.adapters.analysis import HttpProvider, ProviderAnalyzer
-from shared.adapters.memory import RecordingNotifier
-from shared.adapters.probes import HttpProber, HttpValidator
 from shared.adapters.table_store import TableReleaseStore
 from shared.adapters.work_queue import StorageWorkQueue
-from shared.domain.model import Phase, ProviderKind
-from shared.service import ReleaseService
-from tests.builders import SUBSCRIPTION, authority_for_tests, body, ingest
-from tests.e2e.conftest import RG, canary_event, emulator_config, make_platform
+from shared.domain.model import Phase
+from tests.builders import SUBSCRIPTION, body, ingest
+from tests.e2e.conftest import RG, build_e2e, canary_event, emulator_config, sites_named
 from tests.e2e.fanout_worker import FileClock, LoggedStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,16 +97,7 @@ def main() -> None:
         clock = FileClock(work_dir / "clock")
         clock.set(datetime(2026, 11, 26, 3, 0, tzinfo=UTC))
         names = [f"contoso-scale-{i:03d}" for i in range(RELEASES)]
-        sites = [
-            SiteConfig(
-                SUBSCRIPTION,
-                RG,
-                name,
-                production_settings={"RELEASE_ID": f"{name}-1.0.0", "RELEASE_VERSION": "1.0.0"},
-                linux_fx_version="DOCKER|contoso.azurecr.io/web:1.0.0",
-            )
-            for name in names
-        ]
+        sites = sites_named(names)
         logs = work_dir / "logs"
         logs.mkdir()
         queue = StorageWorkQueue.from_connection_string(queues.connection_string, QUEUE)
@@ -119,15 +106,7 @@ def main() -> None:
         config.timings = Timings.fast()
         with AppServiceEmulator(config) as emulator:
             store = TableReleaseStore.from_connection_string(tables.connection_string, prefix="scale")
-            setup = ReleaseService(
-                LoggedStore(store, logs / "setup.jsonl", "setup"),  # type: ignore[arg-type]
-                make_platform(emulator),
-                HttpValidator(ca_bundle=emulator.ca_file),
-                ProviderAnalyzer({ProviderKind.HTTP: HttpProvider(HttpProber(emulator.ca_file))}),
-                RecordingNotifier(),
-                clock,
-                authority=authority_for_tests(),
-            )
+            setup = build_e2e(emulator, LoggedStore(store, logs / "setup.jsonl", "setup"), clock).service
             ids = [ingest(setup, body(waiting_release(n)), message_id=None, source="ci").release.id for n in names]
             for _ in range(40):
                 if all(setup.get(i).phase is Phase.AWAITING_APPROVAL for i in ids):

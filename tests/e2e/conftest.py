@@ -46,6 +46,21 @@ def emulator_config(clock: FakeClock | None = None, *, sites: list[SiteConfig] |
     return EmulatorConfig(sites or [site], **options)
 
 
+def sites_named(names: list[str]) -> list[SiteConfig]:
+    """Emulated sites like contoso-web (staging slot, production on <name>-1.0.0), one per name."""
+    return [
+        SiteConfig(
+            SUBSCRIPTION,
+            RG,
+            name,
+            slots=("staging",),
+            production_settings={"RELEASE_ID": f"{name}-1.0.0", "RELEASE_VERSION": "1.0.0"},
+            linux_fx_version="DOCKER|contoso.azurecr.io/web:1.0.0",
+        )
+        for name in names
+    ]
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     """The one clock of a test: the controller's, and the emulated cloud's."""

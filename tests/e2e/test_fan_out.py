@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from devstack.appservice import AppServiceEmulator, SiteConfig
+from devstack.appservice import AppServiceEmulator
 from devstack.azurite import start_azurite
 from shared.adapters.table_store import TableReleaseStore
 from shared.adapters.work_queue import StorageWorkQueue
 from shared.domain.model import Phase
-from tests.builders import SUBSCRIPTION, authority_for_tests, body, ingest
-from tests.e2e.conftest import RG, canary_event, emulator_config, make_platform
+from tests.builders import SUBSCRIPTION, body, ingest
+from tests.e2e.conftest import RG, build_e2e, canary_event, emulator_config, sites_named
 from tests.e2e.fanout_worker import FileClock, LoggedStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,17 +88,7 @@ def test_two_workers_never_apply_a_transition_twice_and_act_on_every_due_time_on
 ):
     clock = FileClock(tmp_path / "clock")
     clock.set(datetime(2026, 11, 26, 3, 0, tzinfo=UTC))
-    sites = [
-        SiteConfig(
-            SUBSCRIPTION,
-            RG,
-            name,
-            slots=("staging",),
-            production_settings={"RELEASE_ID": f"{name}-1.0.0", "RELEASE_VERSION": "1.0.0"},
-            linux_fx_version="DOCKER|contoso.azurecr.io/web:1.0.0",
-        )
-        for name in SITES
-    ]
+    sites = sites_named(SITES)
     logs = tmp_path / "logs"
     logs.mkdir()
     work = StorageWorkQueue.from_connection_string(queue_azurite.connection_string, QUEUE)
@@ -128,26 +118,12 @@ def test_two_workers_never_apply_a_transition_twice_and_act_on_every_due_time_on
         try:
             for worker in workers:
                 assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
-            from shared.adapters.analysis import HttpProvider, ProviderAnalyzer
-            from shared.adapters.memory import RecordingNotifier
-            from shared.adapters.probes import HttpProber, HttpValidator
-            from shared.domain.model import ProviderKind
-            from shared.service import ReleaseService
-
             store = LoggedStore(
                 TableReleaseStore.from_connection_string(azurite.connection_string, prefix=table_prefix),
                 logs / "timer.jsonl",
                 "timer",
             )
-            timer = ReleaseService(
-                store,  # type: ignore[arg-type]
-                make_platform(emulator),
-                HttpValidator(ca_bundle=emulator.ca_file),
-                ProviderAnalyzer({ProviderKind.HTTP: HttpProvider(HttpProber(emulator.ca_file))}),
-                RecordingNotifier(),
-                clock,
-                authority=authority_for_tests(),
-            )
+            timer = build_e2e(emulator, store, clock).service
             ids = []
             for index, site in enumerate(SITES):
                 result = ingest(timer, body(release_for(site, index)), message_id=None, source="ci")
