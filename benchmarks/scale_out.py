@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -32,7 +30,7 @@ from shared.adapters.work_queue import StorageWorkQueue
 from shared.domain.model import Phase
 from tests.builders import SUBSCRIPTION, body, ingest
 from tests.e2e.conftest import RG, build_e2e, canary_event, emulator_config, sites_named
-from tests.e2e.fanout_worker import FileClock, LoggedStore
+from tests.e2e.fanout_worker import FileClock, LoggedStore, spawn, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASES = int(os.environ.get("SCALE_RELEASES", "96"))
@@ -49,34 +47,6 @@ def waiting_release(site: str) -> dict:
     doc["target"] = {"subscriptionId": SUBSCRIPTION, "resourceGroup": RG, "site": site, "slot": "staging"}
     doc["validation"] = {"checks": [{"path": "/healthz", "expectStatus": 200}], "consecutiveSuccesses": 1}
     return doc
-
-
-def start_workers(count: int, config_path: Path, logs: Path) -> list[subprocess.Popen[str]]:
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.fanout_worker", str(config_path), f"run{count}-w{n}"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=(logs / f"run{count}-w{n}.err").open("w"),
-            text=True,
-        )
-        for n in range(count)
-    ]
-    for worker in workers:
-        assert worker.stdout is not None
-        assert worker.stdout.readline().strip() == "ready"
-    return workers
-
-
-def stop_workers(workers: list[subprocess.Popen[str]]) -> None:
-    for worker in workers:
-        worker.terminate()
-    for worker in workers:
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=10)
 
 
 def azurite_ceiling(store: TableReleaseStore, reads: int = 800) -> float:
@@ -136,7 +106,7 @@ def main() -> None:
             print(f"  Azurite's own ceiling, point reads from 16 threads: {ceiling:.0f} requests/s")
             baseline = None
             for count in WORKER_COUNTS:
-                workers = start_workers(count, config_path, logs)
+                workers = spawn(config_path, [f"run{count}-w{n}" for n in range(count)], logs)
                 try:
                     now = clock.advance(2 * 3600)  # every release due again
                     refs = store.list_due(now)
@@ -150,7 +120,7 @@ def main() -> None:
                     elapsed = time.perf_counter() - started
                     arm_calls = len(emulator.cloud.arm_requests) - arm_before
                 finally:
-                    stop_workers(workers)
+                    stop(workers)
                 # The invariants: each release acted on once, nothing left due, nothing moved phase.
                 moves = Counter()
                 for path in logs.glob(f"run{count}-w*.jsonl"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 from datetime import datetime
@@ -109,6 +110,40 @@ def build(config: dict[str, Any], log: Path, who: str) -> ReleaseService:
         FileClock(Path(config["clock"])),
         authority=authority_for_tests(),
     )
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn(config_path: Path, names: list[str], errors: Path) -> list[subprocess.Popen[str]]:
+    """Start one worker process per name (stderr in ``errors/<name>.err``); returns once all are ready."""
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.fanout_worker", str(config_path), name],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=(errors / f"{name}.err").open("w"),
+            text=True,
+        )
+        for name in names
+    ]
+    for worker in workers:
+        if worker.stdout is None or worker.stdout.readline().strip() != "ready":
+            stop(workers)
+            raise RuntimeError(f"a worker did not start: see {errors}")
+    return workers
+
+
+def stop(workers: list[subprocess.Popen[str]]) -> None:
+    """Stop the workers by PID: SIGTERM, then SIGKILL after 30 s."""
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(timeout=10)
 
 
 def main(argv: list[str]) -> int:

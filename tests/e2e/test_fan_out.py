@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -28,7 +26,7 @@ from shared.adapters.work_queue import StorageWorkQueue
 from shared.domain.model import Phase
 from tests.builders import SUBSCRIPTION, body, ingest
 from tests.e2e.conftest import RG, build_e2e, canary_event, emulator_config, sites_named
-from tests.e2e.fanout_worker import FileClock, LoggedStore
+from tests.e2e.fanout_worker import FileClock, LoggedStore, spawn, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 SITES = [f"contoso-shop-{i}" for i in range(6)]
@@ -105,19 +103,8 @@ def test_two_workers_never_apply_a_transition_twice_and_act_on_every_due_time_on
             "logs": str(logs),
         }
         (tmp_path / "config.json").write_text(json.dumps(config))
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "tests.e2e.fanout_worker", str(tmp_path / "config.json"), f"w{n}"],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                stderr=(tmp_path / f"w{n}.err").open("w"),
-                text=True,
-            )
-            for n in range(WORKERS)
-        ]
+        workers = spawn(tmp_path / "config.json", [f"w{n}" for n in range(WORKERS)], tmp_path)
         try:
-            for worker in workers:
-                assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
             store = LoggedStore(
                 TableReleaseStore.from_connection_string(azurite.connection_string, prefix=table_prefix),
                 logs / "timer.jsonl",
@@ -141,14 +128,7 @@ def test_two_workers_never_apply_a_transition_twice_and_act_on_every_due_time_on
             final = {i: timer.get(i) for i in ids}
             arm = list(emulator.cloud.arm_requests)
         finally:
-            for worker in workers:
-                worker.terminate()
-            for worker in workers:
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait(timeout=10)
+            stop(workers)
 
     assert {i: r.phase for i, r in final.items()} == dict.fromkeys(ids, Phase.SUCCEEDED)
     assert chaos.dropped > 0 and chaos.duplicated > 0, "the queue lost and duplicated messages"
