@@ -15,7 +15,6 @@ import random
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -28,7 +27,6 @@ from tests.builders import SUBSCRIPTION, body, ingest
 from tests.e2e.conftest import RG, build_e2e, canary_event, emulator_config, sites_named
 from tests.e2e.fanout_worker import FileClock, LoggedStore, spawn, stop
 
-ROOT = Path(__file__).resolve().parents[2]
 SITES = [f"contoso-shop-{i}" for i in range(6)]
 WORKERS = 2
 ROUND_SECONDS = 10
