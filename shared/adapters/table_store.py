@@ -15,7 +15,6 @@ Tables (names take an optional prefix):
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import itertools
 import json
@@ -50,6 +49,29 @@ from shared.adapters.codec import (
     spec_to_record,
     state_to_record,
 )
+from shared.adapters.table_rows import (
+    BINARY_CHUNK_BYTES,
+    INVERTED_BASE,
+    MAX_BATCH_OPERATIONS,
+    MAX_ENTITY_BYTES,
+    MAX_MESSAGE_CHARS,
+    MAX_REJECTED_BODY_BYTES,
+    MAX_STRING_UTF16_UNITS,
+    audit_row_key,
+    decode_cursor,
+    due_row_key,
+    encode_cursor,
+    entity_size,
+    get_text,
+    guard,
+    millis,
+    put_text,
+    release_row_key,
+    short,
+    summary,
+    table_key,
+    table_missing,
+)
 from shared.domain.lifecycle.schedule import attention_at
 from shared.domain.model import Phase, Release, ReleaseSpec, SiteState
 from shared.domain.schema import spec_fingerprint
@@ -77,88 +99,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH_OPERATIONS = 100
-MAX_STRING_UTF16_UNITS = 32 * 1024
-# Azure measures the 1 MiB entity limit on its own encoding; stay well below it.
-MAX_ENTITY_BYTES = 900 * 1024
-TEXT_CHUNK_CHARS = MAX_STRING_UTF16_UNITS // 2  # any 16,384 characters fit in 32,768 UTF-16 units
-BINARY_CHUNK_BYTES = 64 * 1024
-MAX_REJECTED_BODY_BYTES = 640 * 1024
-MAX_MESSAGE_CHARS = 8000
-_INVERTED_BASE = 10**13
 SPEC_CACHE_SIZE = 4096
-
-
-def table_key(value: str) -> str:
-    """A PartitionKey/RowKey-safe form: '/', '\\', '#', '?', '%' and control characters escaped."""
-    out = []
-    for ch in value:
-        if ch in "/\\#?%" or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8")))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _release_row_key(release_id: str, created_at: datetime) -> str:
-    inverted = _INVERTED_BASE - int(created_at.timestamp() * 1000)
-    return f"release|{inverted:013d}|{table_key(release_id)}"
-
-
-def _millis(at: datetime) -> int:
-    return max(0, int(at.timestamp() * 1000))
-
-
-def _due_row_key(release_id: str, due_at: datetime) -> str:
-    return f"due|{_millis(due_at):013d}|{table_key(release_id)}"
-
-
-def _audit_row_key(release_id: str, seq: int) -> str:
-    return f"audit|{table_key(release_id)}|{seq:010d}"
-
-
-def _put_text(entity: dict[str, Any], name: str, text: str) -> None:
-    chunks = [text[i : i + TEXT_CHUNK_CHARS] for i in range(0, len(text), TEXT_CHUNK_CHARS)] or [""]
-    entity[f"{name}Chunks"] = len(chunks)
-    for index, chunk in enumerate(chunks):
-        entity[f"{name}{index}"] = chunk
-
-
-def _get_text(entity: dict[str, Any], name: str) -> str:
-    return "".join(entity[f"{name}{i}"] for i in range(int(entity[f"{name}Chunks"])))
-
-
-def _short(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def entity_size(entity: dict[str, Any]) -> int:
-    """Bytes the entity takes on the wire, counted the way Azure counts (strings as UTF-16)."""
-    size = 4
-    for name, value in entity.items():
-        size += 8 + 2 * len(name)
-        if isinstance(value, str):
-            size += 4 + len(value.encode("utf-16-le"))
-        elif isinstance(value, (bytes, bytearray)):
-            size += 4 + len(value)
-        else:
-            size += 8
-    return size
-
-
-def _guard(entity: dict[str, Any]) -> dict[str, Any]:
-    for name, value in entity.items():
-        if isinstance(value, str) and len(value.encode("utf-16-le")) // 2 > MAX_STRING_UTF16_UNITS:
-            raise EntityTooLarge(f"property {name} is longer than {MAX_STRING_UTF16_UNITS} UTF-16 units")
-    size = entity_size(entity)
-    if size > MAX_ENTITY_BYTES:
-        raise EntityTooLarge(f"row {entity.get('RowKey')} would be {size} bytes; the limit used is {MAX_ENTITY_BYTES}")
-    return entity
-
-
-def _table_missing(exc: Exception) -> bool:
-    # error_code is a str, or a str enum whose str() is its name: compare, do not format.
-    return getattr(exc, "error_code", None) == "TableNotFound"
 
 
 class TableReleaseStore:
@@ -200,7 +141,7 @@ class TableReleaseStore:
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise StoreUnavailable(f"{what}: storage unreachable: {exc}") from exc
         except (HttpResponseError, TableTransactionError) as exc:
-            if _table_missing(exc):
+            if table_missing(exc):
                 with self._lock:
                     self._clients.clear()
                 raise StoreUnavailable(f"{what}: a table is missing (storage was reset?); it is created again") from exc
@@ -266,7 +207,7 @@ class TableReleaseStore:
             try:
                 return self._index.get_entity("id", table_key(release_id))
             except ResourceNotFoundError as exc:
-                if _table_missing(exc):
+                if table_missing(exc):
                     raise
                 return None
 
@@ -277,7 +218,7 @@ class TableReleaseStore:
             try:
                 entity = self._releases.get_entity(table_key(site_key), "site")
             except ResourceNotFoundError as exc:
-                if _table_missing(exc):
+                if table_missing(exc):
                     raise
                 return Versioned(SiteState(site_key), None)
         return Versioned(site_from_record(site_key, json.loads(entity["State"])), entity.metadata["etag"])
@@ -290,11 +231,9 @@ class TableReleaseStore:
         assert created_at is not None
         with self._errors("reading a release"):
             try:
-                entity = self._releases.get_entity(
-                    table_key(claim["SiteKey"]), _release_row_key(release_id, created_at)
-                )
+                entity = self._releases.get_entity(table_key(claim["SiteKey"]), release_row_key(release_id, created_at))
             except ResourceNotFoundError as exc:
-                if _table_missing(exc):
+                if table_missing(exc):
                     raise
                 return None  # claimed, but its creation never committed
         return Versioned(self._release_from_entity(entity), entity.metadata["etag"])
@@ -317,8 +256,8 @@ class TableReleaseStore:
         return spec
 
     def _release_from_entity(self, entity: dict[str, Any]) -> Release:
-        spec = self._spec(_get_text(entity, "Spec"))
-        release = release_from_records(spec, json.loads(_get_text(entity, "State")))
+        spec = self._spec(get_text(entity, "Spec"))
+        release = release_from_records(spec, json.loads(get_text(entity, "State")))
         return replace(release, audit_seq=int(entity["AuditSeq"]), indexed_due=parse_iso(entity.get("DueAt")))
 
     # -- the transaction -------------------------------------------------------------------------
@@ -327,7 +266,7 @@ class TableReleaseStore:
         t = release.spec.target
         entity: dict[str, Any] = {
             "PartitionKey": pk,
-            "RowKey": _release_row_key(release.id, release.created_at),
+            "RowKey": release_row_key(release.id, release.created_at),
             "Kind": "release",
             "ReleaseId": release.id,
             "SubscriptionId": t.subscription_id,
@@ -348,25 +287,25 @@ class TableReleaseStore:
         due = attention_at(release)
         if due is not None:
             entity["DueAt"] = iso(due)
-        _put_text(entity, "Spec", json.dumps(spec_to_record(release.spec), separators=(",", ":")))
-        _put_text(entity, "State", json.dumps(state_to_record(release), separators=(",", ":")))
-        return _guard(entity)
+        put_text(entity, "Spec", json.dumps(spec_to_record(release.spec), separators=(",", ":")))
+        put_text(entity, "State", json.dumps(state_to_record(release), separators=(",", ":")))
+        return guard(entity)
 
     def _audit_entity(self, pk: str, release_id: str, seq: int, record: dict[str, Any]) -> dict[str, Any]:
         details = json.dumps(record["details"], separators=(",", ":"), default=str)
         if len(details) > MAX_MESSAGE_CHARS * 2:
             details = json.dumps({"truncated": True, "text": details[:MAX_MESSAGE_CHARS]})
-        return _guard(
+        return guard(
             {
                 "PartitionKey": pk,
-                "RowKey": _audit_row_key(release_id, seq),
+                "RowKey": audit_row_key(release_id, seq),
                 "Kind": "audit",
                 "ReleaseId": release_id,
                 "Seq": seq,
                 "At": record["at"],
-                "Actor": _short(record["actor"], 256),
+                "Actor": short(record["actor"], 256),
                 "Action": record["action"],
-                "Message": _short(record["message"]),
+                "Message": short(record["message"]),
                 "PhaseFrom": record["phaseFrom"],
                 "PhaseTo": record["phaseTo"],
                 "Weight": float(record["weight"]),
@@ -404,7 +343,7 @@ class TableReleaseStore:
                 kinds.append("insert-audit")
             self._move_due(pk, w, entity["RowKey"], operations, kinds)
         if site is not None:
-            entity = _guard(
+            entity = guard(
                 {
                     "PartitionKey": pk,
                     "RowKey": "site",
@@ -465,8 +404,8 @@ class TableReleaseStore:
         """Move the release's due row from where it was loaded to where it now belongs."""
         was = w.release.indexed_due if w.etag is not None else None
         now = attention_at(w.release)
-        old_key = _due_row_key(w.release.id, was) if was is not None else None
-        new_key = _due_row_key(w.release.id, now) if now is not None else None
+        old_key = due_row_key(w.release.id, was) if was is not None else None
+        new_key = due_row_key(w.release.id, now) if now is not None else None
         if old_key is not None and old_key != new_key:
             operations.append(("delete", {"PartitionKey": pk, "RowKey": old_key}))
             kinds.append("delete-due")
@@ -507,10 +446,10 @@ class TableReleaseStore:
         due = attention_at(release)
         if due is None:
             return None
-        return DueRef(release.id, release.site_key, due, _release_row_key(release.id, release.created_at))
+        return DueRef(release.id, release.site_key, due, release_row_key(release.id, release.created_at))
 
     def list_due(self, before: datetime, *, limit: int | None = None) -> list[DueRef]:
-        return self._query_due(f"due|{_millis(before) + 1:013d}", limit)
+        return self._query_due(f"due|{millis(before) + 1:013d}", limit)
 
     def list_active(self) -> list[DueRef]:
         return self._query_due("due}", None)
@@ -521,7 +460,7 @@ class TableReleaseStore:
 
     def load_admission(self, site_key: str, release_id: str, created_at: datetime) -> SiteView:
         pk = table_key(site_key)
-        own = _release_row_key(release_id, created_at)
+        own = release_row_key(release_id, created_at)
         rows = self._rows(
             "PartitionKey eq @pk and (RowKey eq @site or RowKey eq @own or (RowKey gt @lo and RowKey lt @hi ))",
             {"pk": pk, "site": "site", "own": own, "lo": "due|", "hi": "due}"},
@@ -598,7 +537,7 @@ class TableReleaseStore:
         if phase is not None:
             clauses.append("Phase eq @phase")
             parameters["phase"] = phase.value
-        token = _decode_cursor(cursor)
+        token = decode_cursor(cursor)
         items: list[ReleaseSummary] = []
         select = [
             "PartitionKey",
@@ -624,11 +563,11 @@ class TableReleaseStore:
                 ).by_page(continuation_token=token)
                 page = next(pager, None)
                 rows = list(page) if page is not None else []
-                items.extend(_summary(row) for row in rows)
+                items.extend(summary(row) for row in rows)
                 token = pager.continuation_token
                 if not token or len(items) >= limit:
                     break
-        return Page(items[:limit], _encode_cursor(token) if token else None)
+        return Page(items[:limit], encode_cursor(token) if token else None)
 
     def list_site_releases(self, site_key: str) -> list[Versioned[Release]]:
         with self._errors("reading a site's releases"):
@@ -670,7 +609,7 @@ class TableReleaseStore:
 
     def save_rejected(self, event: RejectedEvent) -> str:
         day = event.received_at.strftime("%Y-%m-%d")
-        inverted = _INVERTED_BASE - int(event.received_at.timestamp() * 1000)
+        inverted = INVERTED_BASE - int(event.received_at.timestamp() * 1000)
         row_key = f"{inverted:013d}|{uuid.uuid4().hex}"
         body = event.body[:MAX_REJECTED_BODY_BYTES]
         entity: dict[str, Any] = {
@@ -678,10 +617,10 @@ class TableReleaseStore:
             "RowKey": row_key,
             "ReceivedAt": iso(event.received_at),
             "Source": event.source,
-            "MessageId": _short(event.message_id or "", 1024),
-            "Reason": _short(event.reason),
-            "Errors": _short(json.dumps(event.errors), 16000),
-            "Details": _short(json.dumps(event.details, default=str), 16000),
+            "MessageId": short(event.message_id or "", 1024),
+            "Reason": short(event.reason),
+            "Errors": short(json.dumps(event.errors), 16000),
+            "Details": short(json.dumps(event.details, default=str), 16000),
             "BodyLength": len(event.body),
             "BodySha256": hashlib.sha256(event.body).hexdigest(),
             "BodyTruncated": len(event.body) > len(body),
@@ -690,7 +629,7 @@ class TableReleaseStore:
         for index in range(entity["BodyChunks"]):
             entity[f"Body{index}"] = body[index * BINARY_CHUNK_BYTES : (index + 1) * BINARY_CHUNK_BYTES] or b"\x00"[:0]
         with self._errors("storing a rejected event"):
-            self._table("RejectedEvents").create_entity(_guard(entity))
+            self._table("RejectedEvents").create_entity(guard(entity))
         return f"{day}/{row_key}"
 
     def list_rejected(self, day: str, limit: int = 1000) -> list[dict[str, Any]]:
@@ -720,40 +659,13 @@ class TableReleaseStore:
         return out
 
 
-def _summary(row: dict[str, Any]) -> ReleaseSummary:
-    created = parse_iso(row["CreatedAt"])
-    assert created is not None
-    return ReleaseSummary(
-        release_id=row["ReleaseId"],
-        site_key=row["PartitionKey"],
-        subscription_id=row["SubscriptionId"],
-        resource_group=row["ResourceGroup"],
-        site=row["Site"],
-        slot=row["Slot"],
-        version=row["Version"],
-        phase=Phase(row["Phase"]),
-        paused=bool(row["Paused"]),
-        weight=float(row["Weight"]),
-        created_at=created,
-        updated_at=parse_iso(row.get("UpdatedAt")),
-    )
-
-
-def _encode_cursor(token: dict[str, str]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(token, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> dict[str, str] | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        token = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(token, dict) or not set(token) <= {"PartitionKey", "RowKey"}:
-            raise ValueError
-        return {k: str(v) for k, v in token.items()}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError("cursor is not one this API handed out") from exc
-
-
-__all__ = ["TableReleaseStore", "table_key"]
+__all__ = [
+    "MAX_BATCH_OPERATIONS",
+    "MAX_ENTITY_BYTES",
+    "MAX_STRING_UTF16_UNITS",
+    "EntityTooLarge",
+    "TableReleaseStore",
+    "entity_size",
+    "guard",
+    "table_key",
+]

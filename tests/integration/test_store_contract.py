@@ -13,13 +13,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.adapters.memory import InMemoryReleaseStore
-from shared.adapters.table_store import MAX_STRING_UTF16_UNITS, EntityTooLarge, _guard, table_key
+from shared.adapters.table_rows import MAX_STRING_UTF16_UNITS, guard, table_key
 from shared.domain.lifecycle import new_release
 from shared.domain.model import AuditEntry, Phase, SiteState
 from shared.domain.schema import spec_fingerprint
 from shared.ports import (
     ConcurrencyConflict,
     DuplicateRelease,
+    EntityTooLarge,
     IdClaim,
     RejectedEvent,
     ReleaseIdConflict,
@@ -285,9 +286,9 @@ def test_keys_escape_the_characters_table_storage_forbids():
 
 def test_oversized_properties_and_batches_are_refused_before_they_reach_storage(table_store):
     with pytest.raises(EntityTooLarge):
-        _guard({"RowKey": "x", "P": "x" * (MAX_STRING_UTF16_UNITS + 1)})
+        guard({"RowKey": "x", "P": "x" * (MAX_STRING_UTF16_UNITS + 1)})
     with pytest.raises(EntityTooLarge):
-        _guard({"RowKey": "x", **{f"P{i}": "y" * 16000 for i in range(40)}})
+        guard({"RowKey": "x", **{f"P{i}": "y" * 16000 for i in range(40)}})
     loaded = create(table_store)
     notes = tuple(note(str(i)) for i in range(100))
     with pytest.raises(EntityTooLarge):
