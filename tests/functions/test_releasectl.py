@@ -13,8 +13,7 @@ import releasectl.follow
 from devstack.funchost import LocalFunctionHost
 from releasectl.cli import main
 from releasectl.outcomes import Exit
-from shared.adapters.memory import VersionStats
-from shared.domain.model import Measurement, Phase, ProviderKind
+from shared.domain.model import Measurement, Phase, ProviderKind, VersionStats
 from tests.builders import CANARY_EVENT, TEST_KEY, TEST_KEY_ID, event
 from tests.functions.test_handlers import principal, tick
 
