@@ -276,6 +276,11 @@ class ReleaseStore(Protocol):
         """Unsettled releases due at or before ``before``, soonest first. Reads only those."""
         ...
 
+    def ensure_due_index(self) -> int:
+        """Index releases saved before the due index existed (once per store; then nearly free).
+        Returns how many it indexed."""
+        ...
+
     def list_active(self) -> list[DueRef]:
         """Every release not yet settled (final, site free, alerts delivered), soonest due first."""
         ...

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
@@ -109,6 +109,7 @@ class TableReleaseStore:
         self._clients: dict[str, TableClient] = {}
         self._lock = threading.Lock()
         self._specs: dict[str, ReleaseSpec] = {}
+        self._due_index_ready = False
 
     @classmethod
     def from_connection_string(cls, conn: str, *, prefix: str = "", **client_kwargs: Any) -> TableReleaseStore:
@@ -424,6 +425,55 @@ class TableReleaseStore:
             kinds.append("upsert-due")
 
     # -- the due index ---------------------------------------------------------------------------
+
+    def ensure_due_index(self) -> int:
+        """Index the unsettled releases saved before the due index existed (rows without
+        ``DueAt``), once per store: a marker row records that it was done, so after the first call
+        this costs one point read per process. Returns how many releases it indexed."""
+        if self._due_index_ready:
+            return 0
+        with self._errors("checking the due index"):
+            try:
+                self._index.get_entity("meta", "dueIndex")
+                self._due_index_ready = True
+                return 0
+            except ResourceNotFoundError as exc:
+                if table_missing(exc):
+                    raise
+        indexed = 0
+        with self._errors("indexing releases saved before the due index"):
+            rows = list(self._releases.query_entities("Kind eq @kind", parameters={"kind": "release"}))
+        for row in rows:
+            if row.get("DueAt"):
+                continue
+            release = self._release_from_entity(row)
+            due = attention_at(release)
+            if due is None:
+                continue
+            updated = {**row, "DueAt": iso(due)}
+            operations: list[Any] = [
+                (
+                    "update",
+                    updated,
+                    {
+                        "mode": UpdateMode.REPLACE,
+                        "etag": row.metadata["etag"],
+                        "match_condition": MatchConditions.IfNotModified,
+                    },
+                )
+            ]
+            self._move_due(row["PartitionKey"], ReleaseWrite(release, None), row["RowKey"], operations, [])
+            try:
+                with self._errors("indexing a release saved before the due index"):
+                    self._releases.submit_transaction(operations)
+                indexed += 1
+            except TableTransactionError:
+                continue  # saved since (and so indexed by that save)
+        with self._errors("marking the due index complete"):
+            marker = {"PartitionKey": "meta", "RowKey": "dueIndex", "IndexedAt": iso(datetime.now(UTC))}
+            self._index.upsert_entity(marker)
+        self._due_index_ready = True
+        return indexed
 
     def _query_due(self, high: str, limit: int | None) -> list[DueRef]:
         query = "RowKey gt @lo and RowKey lt @hi"

@@ -280,6 +280,7 @@ class Reconciler(ServiceBase):
         """
         report = TickReport()
         deadline = time.monotonic() + budget_seconds
+        self.store.ensure_due_index()
         refs = self.store.list_due(self.clock.now(), limit=limit)
 
         def run(ref: DueRef) -> ReconcileResult | None:

@@ -54,6 +54,7 @@ class Dispatcher(ServiceBase):
         Reads only due releases; sends in parallel; starts no send after the budget."""
         report = DispatchReport()
         now = self.clock.now()
+        self.store.ensure_due_index()
         refs = self.store.list_due(now - timedelta(seconds=grace_seconds), limit=limit)
         report.due = len(refs)
         chosen = [r for r in refs if resend_now(r.due_at, now, period=period_seconds, grace=grace_seconds)]

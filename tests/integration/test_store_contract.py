@@ -11,9 +11,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from azure.data.tables import UpdateMode
 
 from shared.adapters.memory import InMemoryReleaseStore
 from shared.adapters.table_rows import MAX_STRING_UTF16_UNITS, guard, table_key
+from shared.adapters.table_store import TableReleaseStore
 from shared.domain.lifecycle import new_release
 from shared.domain.model import AuditEntry, Phase, SiteState
 from shared.domain.schema import spec_fingerprint
@@ -203,6 +205,27 @@ def test_an_admission_reads_the_site_its_own_row_and_the_active_and_queued_relea
     again = store.load_admission(site_key, "web-2", NOW + timedelta(minutes=1))
     assert again.existing.value == store.load_release("web-2").value, "a redelivery finds its own row"
     assert set(again.others) == {"web-1"}
+
+
+def test_releases_saved_before_the_due_index_are_indexed_once(table_store):
+    loaded = create(table_store, "web-1")
+    done = create(table_store, "web-0", at=NOW - timedelta(hours=1), site=SiteState(spec().target.site_key))
+    finished = replace(done.value, phase=Phase.SUCCEEDED, next_check_at=None)
+    table_store.commit(finished.site_key, [ReleaseWrite(finished, done.etag, (note("done", Phase.SUCCEEDED),))])
+    # What a release row looked like before the due index: no DueAt, no due row.
+    pk = table_key(loaded.value.site_key)
+    (due,) = table_store.list_active()
+    table_store._releases.delete_entity(pk, f"due|{int(due.due_at.timestamp() * 1000):013d}|web-1")
+    row = dict(table_store._releases.get_entity(pk, due.row))
+    del row["DueAt"]
+    table_store._releases.upsert_entity(row, mode=UpdateMode.REPLACE)
+    assert table_store.list_active() == []
+    fresh = TableReleaseStore(table_store._service, prefix=table_store._names["Releases"].removesuffix("Releases"))
+    assert fresh.ensure_due_index() == 1, "the unsettled one; the succeeded one needs no entry"
+    assert [(r.release_id, r.due_at) for r in fresh.list_active()] == [("web-1", NOW)]
+    assert fresh.load_release("web-1").value.indexed_due == NOW
+    again = TableReleaseStore(table_store._service, prefix=table_store._names["Releases"].removesuffix("Releases"))
+    assert again.ensure_due_index() == 0, "done once per store: a marker says so"
 
 
 def test_due_releases_come_soonest_first_across_sites(store):
