@@ -1,4 +1,6 @@
-"""Timer trigger: advance every due release (steps, bakes, analysis, swaps) within a time budget.
+"""Timer trigger: with a work queue, put a message on it for every release whose own scheduled message
+is late; without one, advance every due release here (steps, bakes, analysis, swaps) within a time
+budget.
 
 What a tick does is in ``shared/triggers/timer.py``, imported on the first tick.
 """
