@@ -48,8 +48,13 @@ def evidence_lines(view: dict[str, Any]) -> list[str]:
     return lines
 
 
+def now_doing(view: dict[str, Any]) -> str:
+    """The release's status in plain words (what it waits for, until when), if the API gave one."""
+    return str((view.get("status") or {}).get("summary") or view.get("phaseMeaning") or "")
+
+
 def status_text(view: dict[str, Any]) -> str:
-    lines = [headline(view), f"  {view.get('phaseMeaning')}", f"  traffic: new {new_share(view)} %"]
+    lines = [headline(view), f"  {now_doing(view)}", f"  traffic: new {new_share(view)} %"]
     if view.get("reason"):
         lines.append(f"  reason: {view['reason']}")
     lines += [f"  {line}" for line in evidence_lines(view)]
@@ -88,6 +93,7 @@ def live_view(view: dict[str, Any], audit: list[dict[str, Any]]) -> Panel:
     bar.add_row(Text("stable"), ProgressBar(total=100, completed=100 - share, width=40), Text(f"{100 - share:>3} %"))
     parts: list[Any] = [
         Text(headline(view), style=PHASE_STYLE.get(str(view.get("phase")), "bold")),
+        Text(now_doing(view)),
         Text(str(view.get("phaseMeaning") or ""), style="dim"),
         bar,
     ]

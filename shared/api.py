@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from shared.adapters.codec import actor_to_record, iso, policy_to_record
-from shared.domain.model import OverrideKind, Phase, Release
+from shared.domain import lifecycle
+from shared.domain.model import OverrideKind, Phase, Release, SiteState
 from shared.domain.policy import KEY_VAULT_REFERENCE
 from shared.domain.schema import RELEASE_ID_PATTERN, SchemaError, matches, spec_to_document, strict_json
 from shared.ports import ReleaseSummary, StoredAudit
@@ -67,7 +68,18 @@ def spec_view(release: Release) -> dict[str, Any]:
     return document
 
 
-def release_view(release: Release) -> dict[str, Any]:
+def status_view(release: Release, site: SiteState | None = None) -> dict[str, Any]:
+    now = lifecycle.status(release, site)
+    return {
+        "summary": now.summary,
+        "waitingFor": now.waiting_for,
+        "until": iso(now.until),
+        "nextCheckAt": iso(now.next_check_at),
+    }
+
+
+def release_view(release: Release, site: SiteState | None = None) -> dict[str, Any]:
+    """``site``: the release's site row, which a queued release's status names what it waits behind."""
     spec = release.spec
     steps = spec.strategy.steps
     step = None
@@ -85,6 +97,7 @@ def release_view(release: Release) -> dict[str, Any]:
         "strategy": spec.strategy.kind.value,
         "phase": release.phase.value,
         "phaseMeaning": release.phase.meaning,
+        "status": status_view(release, site),
         "phaseSince": iso(release.phase_since),
         "paused": release.paused,
         "pauseReason": release.pause_reason,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.domain import lifecycle
-from shared.domain.model import Actor, Override, OverrideKind, Phase, Release
+from shared.domain.model import Actor, Override, OverrideKind, Phase, Release, SiteState
 from shared.ports import ConcurrencyConflict, Page, ReleaseSummary, StoredAudit
 from shared.service.base import ServiceBase, TooManyConflicts, log, one_message_per_release
 
@@ -32,6 +32,10 @@ class Overrides(ServiceBase):
 
     def get(self, release_id: str) -> Release:
         return self.store.load_release(release_id).value
+
+    def site_for_view(self, release: Release) -> SiteState | None:
+        """The site row a release's status needs: what a queued release waits behind."""
+        return self.store.load_site(release.site_key).value if release.phase is Phase.PENDING else None
 
     def audit(self, release_id: str) -> list[StoredAudit]:
         return self.store.list_audit(release_id)

@@ -179,12 +179,16 @@ def submit_release(req: func.HttpRequest) -> func.HttpResponse:
             errors = [{"field": f or "(body)", "message": m} for f, m in result.errors]
             raise Problem(status, slug, title, result.reason, errors)
         assert result.release is not None
-        view = release_view(result.release)
+        view = _view(result.release)
         if result.outcome == "duplicate":
             return _json(200, view, {"Location": view["links"]["self"]})
         return _json(201, view, {"Location": view["links"]["self"]})
 
     return _handle(req, "POST /api/releases", work)
+
+
+def _view(release: Any) -> dict[str, Any]:
+    return release_view(release, bootstrap.get_service().site_for_view(release))
 
 
 def list_releases(req: func.HttpRequest) -> func.HttpResponse:
@@ -206,7 +210,7 @@ def get_release(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
         _who(req, "get")
         release_id = check_release_id(req.route_params.get("releaseId", ""))
-        return _json(200, release_view(bootstrap.get_service().get(release_id)))
+        return _json(200, _view(bootstrap.get_service().get(release_id)))
 
     return _handle(req, "GET /api/releases/{id}", work)
 
@@ -230,7 +234,7 @@ def override_release(req: func.HttpRequest) -> func.HttpResponse:
         require_json(req.headers)
         reason = parse_reason(req.get_body() or b"")
         release = bootstrap.get_service().override(release_id, action, actor=actor, reason=reason)
-        view = release_view(release)
+        view = _view(release)
         if action is OverrideKind.RETRY:
             return _json(201, view, {"Location": view["links"]["self"]})
         return _json(202, view)

@@ -415,3 +415,22 @@ def test_the_timer_ties_its_worker_threads_to_its_invocation_so_their_alerts_rea
     context = Invocation()
     tick(indexed, app, 60, context)
     assert seen and all(name.startswith("reconcile") and ident == context.invocation_id for name, ident in seen)
+
+
+def test_a_release_says_in_plain_words_what_it_waits_for(indexed, app):
+    submit(indexed)
+    for _ in range(20):
+        if app.service.get(RID).phase is Phase.SHIFTING:
+            break
+        tick(indexed, app, seconds=15)
+    _, doc = http(indexed, "get_release", path=f"/api/releases/{RID}", route={"releaseId": RID})
+    assert doc["status"]["waitingFor"] in ("bake", "platform")
+    assert doc["status"]["summary"].startswith("step 1/2 (10%)") or doc["status"]["summary"].startswith("baking")
+    _, queued = submit(indexed, event(releaseId="web-1.4.3", version="1.4.3"))
+    assert queued["phase"] == "pending"
+    assert queued["status"] == {
+        "summary": f"queued behind {RID}; starts when the site is free",
+        "waitingFor": "site",
+        "until": None,
+        "nextCheckAt": queued["status"]["nextCheckAt"],
+    }

@@ -12,6 +12,7 @@
 - ``overrides``  — a person's instructions, recorded as intent
 - ``alerts``     — the outbox: alerts kept with the state until delivered
 - ``schedule``   — when a release is next due (``next_due``) and when the timer must find it
+- ``status``     — what a release is doing and waiting for, in plain words
 """
 
 from shared.domain.lifecycle.admission import (
@@ -37,6 +38,7 @@ from shared.domain.lifecycle.failures import (
 )
 from shared.domain.lifecycle.overrides import apply_override, override_refusal
 from shared.domain.lifecycle.schedule import attention_at, next_due
+from shared.domain.lifecycle.status import Status, status
 
 __all__ = [
     "DESIRED",
@@ -44,6 +46,7 @@ __all__ = [
     "IllegalTransition",
     "Needs",
     "OverrideRefused",
+    "Status",
     "admit",
     "alerts_sent",
     "allowed_weight",
@@ -58,6 +61,7 @@ __all__ = [
     "plan_retry",
     "retry_release_ids",
     "site_after",
+    "status",
     "supersedable",
     "swap_not_started",
     "swap_start_unknown",
