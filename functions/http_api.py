@@ -64,6 +64,14 @@ def get_policy(req: func.HttpRequest) -> func.HttpResponse:
     return http.get_policy(req)
 
 
+@bp.function_name("get_stats")
+@bp.route(route="stats", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_stats(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import http
+
+    return http.get_stats(req)
+
+
 @bp.function_name("list_rejections")
 @bp.route(route="rejections", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def list_rejections(req: func.HttpRequest) -> func.HttpResponse:

@@ -10,7 +10,8 @@ from typing import Any
 
 from shared.adapters.codec import actor_to_record, iso, policy_to_record
 from shared.domain import lifecycle
-from shared.domain.model import OverrideKind, Phase, Release, SiteState
+from shared.domain.ledger import SiteLedger
+from shared.domain.model import Evidence, OverrideKind, Phase, Release, SiteState, VersionStats
 from shared.domain.policy import KEY_VAULT_REFERENCE
 from shared.domain.schema import RELEASE_ID_PATTERN, SchemaError, matches, spec_to_document, strict_json
 from shared.ports import ReleaseSummary, StoredAudit
@@ -66,6 +67,20 @@ def spec_view(release: Release) -> dict[str, Any]:
         for name, value in release.spec.app_settings.items()
     }
     return document
+
+
+def evidence_view(e: Evidence) -> dict[str, Any]:
+    """What one provider saw of both versions over the current step (or guard window)."""
+
+    def side(v: VersionStats) -> dict[str, Any]:
+        return {"requests": v.requests, "errors": v.errors, "latencyMs": v.latency_ms}
+
+    return {
+        "provider": e.provider.value,
+        "latencyStatistic": e.latency_statistic,
+        "canary": side(e.canary),
+        "stable": side(e.stable),
+    }
 
 
 def status_view(release: Release, site: SiteState | None = None) -> dict[str, Any]:
@@ -126,23 +141,7 @@ def release_view(release: Release, site: SiteState | None = None) -> dict[str, A
             "lastOutcome": release.analysis.last_outcome,
             "successes": release.analysis.successes,
             "failures": release.analysis.failures,
-            "evidence": [
-                {
-                    "provider": e.provider.value,
-                    "latencyStatistic": e.latency_statistic,
-                    "canary": {
-                        "requests": e.canary.requests,
-                        "errors": e.canary.errors,
-                        "latencyMs": e.canary.latency_ms,
-                    },
-                    "stable": {
-                        "requests": e.stable.requests,
-                        "errors": e.stable.errors,
-                        "latencyMs": e.stable.latency_ms,
-                    },
-                }
-                for e in release.analysis.evidence
-            ],
+            "evidence": [evidence_view(e) for e in release.analysis.evidence],
         },
         "retryOf": spec.retry_of,
         "retriedAs": release.retried_as,
@@ -159,6 +158,42 @@ def release_view(release: Release, site: SiteState | None = None) -> dict[str, A
 
 def release_links(release_id: str) -> dict[str, str]:
     return {"self": f"/api/releases/{release_id}", "audit": f"/api/releases/{release_id}/audit"}
+
+
+def stats_view(sites: list[SiteLedger]) -> dict[str, Any]:
+    """The ledger: per site and overall, releases by phase and the bad ones stopped early."""
+
+    def stopped(r: Release) -> dict[str, Any]:
+        return {
+            "releaseId": r.id,
+            "version": r.spec.version,
+            "site": r.spec.target.site,
+            "step": r.step + 1 if r.step >= 0 else None,
+            "finishedAt": iso(r.finished_at),
+            "reason": r.reason,
+            "evidence": [evidence_view(e) for e in r.analysis.evidence],
+            "links": release_links(r.id),
+        }
+
+    overall: dict[str, int] = {}
+    for site in sites:
+        for phase, count in site.outcomes.items():
+            overall[phase] = overall.get(phase, 0) + count
+    return {
+        "overall": {
+            "releases": overall,
+            "stoppedEarly": sum(len(site.stopped_early) for site in sites),
+        },
+        "sites": [
+            {
+                "siteKey": site.site_key,
+                "site": site.site,
+                "releases": site.outcomes,
+                "stoppedEarly": [stopped(r) for r in site.stopped_early],
+            }
+            for site in sites
+        ],
+    }
 
 
 def summary_view(s: ReleaseSummary) -> dict[str, Any]:

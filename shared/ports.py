@@ -297,6 +297,10 @@ class ReleaseStore(Protocol):
         """Raises ValueError for a cursor this store did not hand out."""
         ...
 
+    def list_in_phase(self, phase: Phase, *, limit: int = 1000) -> list[Release]:
+        """Releases of every site in ``phase`` (at most ``limit``), in no particular order."""
+        ...
+
     def list_audit(self, release_id: str) -> list[StoredAudit]: ...
 
     def list_site_releases(self, site_key: str) -> list[Versioned[Release]]:

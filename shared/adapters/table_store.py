@@ -628,6 +628,15 @@ class TableReleaseStore:
             )
         return [Versioned(self._release_from_entity(row), row.metadata["etag"]) for row in rows]
 
+    def list_in_phase(self, phase: Phase, *, limit: int = 1000) -> list[Release]:
+        with self._errors("listing releases in a phase"):
+            rows = self._releases.query_entities(
+                "Kind eq @kind and Phase eq @phase",
+                parameters={"kind": "release", "phase": phase.value},
+                results_per_page=min(limit, 1000),
+            )
+            return [self._release_from_entity(row) for row in itertools.islice(rows, limit)]
+
     def list_audit(self, release_id: str) -> list[StoredAudit]:
         claim = self._lookup(release_id)
         if claim is None:

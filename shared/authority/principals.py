@@ -30,6 +30,7 @@ ACTION_ROLES: dict[str, Role] = {
     "audit": Role.READER,
     "policy": Role.READER,
     "rejections": Role.READER,
+    "stats": Role.READER,
     "submit": Role.SUBMITTER,
     "pause": Role.OPERATOR,
     "resume": Role.OPERATOR,

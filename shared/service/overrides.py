@@ -6,9 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from shared.domain import lifecycle
+from shared.domain.ledger import SiteLedger, ledger
 from shared.domain.model import Actor, Override, OverrideKind, Phase, Release, SiteState
 from shared.ports import ConcurrencyConflict, Page, ReleaseSummary, StoredAudit
 from shared.service.base import ServiceBase, TooManyConflicts, log, one_message_per_release
+
+# The ledger reads at most this many releases (newest pages first), in pages of this size.
+STATS_LIMIT = 10_000
+MAX_STATS_PAGE = 1000
 
 
 class Overrides(ServiceBase):
@@ -50,6 +55,19 @@ class Overrides(ServiceBase):
         cursor: str | None = None,
     ) -> Page[ReleaseSummary]:
         return self.store.list_releases(site_key=site_key, site=site, phase=phase, limit=limit, cursor=cursor)
+
+    def ledger(self, *, limit: int = STATS_LIMIT) -> list[SiteLedger]:
+        """Per site: releases by phase, and the bad ones stopped before they reached more than their
+        first step's share (at most ``limit`` releases are read)."""
+        phases: list[tuple[str, str, Phase]] = []
+        cursor = None
+        while len(phases) < limit:
+            page = self.store.list_releases(limit=min(MAX_STATS_PAGE, limit - len(phases)), cursor=cursor)
+            phases += [(s.site_key, s.site, s.phase) for s in page.items]
+            cursor = page.cursor
+            if cursor is None:
+                break
+        return ledger(phases, self.store.list_in_phase(Phase.ROLLED_BACK, limit=limit))
 
     def rejections(self, day: str, limit: int = 50) -> list[dict[str, Any]]:
         """The events refused on ``day`` (UTC, ``YYYY-MM-DD``), newest first, setting values redacted."""

@@ -28,6 +28,7 @@ from shared.api import (
     rejection_view,
     release_view,
     require_json,
+    stats_view,
     summary_view,
 )
 from shared.authority.policy_file import PolicyError
@@ -240,6 +241,14 @@ def override_release(req: func.HttpRequest) -> func.HttpResponse:
         return _json(202, view)
 
     return _handle(req, "POST /api/releases/{id}/{action}", work)
+
+
+def get_stats(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        _who(req, "stats")
+        return _json(200, stats_view(bootstrap.get_service().ledger()))
+
+    return _handle(req, "GET /api/stats", work)
 
 
 def get_policy(req: func.HttpRequest) -> func.HttpResponse:

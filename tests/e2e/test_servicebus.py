@@ -299,7 +299,12 @@ def local_host(azurite, table_prefix, tmp_path):
         container = bootstrap.build(Settings.from_env(settings))
         bootstrap.use(container)
         app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)  # get_functions() runs once per app
-        for module in ("functions.release_events", "functions.reconcile_timer", "functions.http_api"):
+        for module in (
+            "functions.release_events",
+            "functions.reconcile_timer",
+            "functions.reconcile_worker",
+            "functions.http_api",
+        ):
             app.register_functions(__import__(module, fromlist=["bp"]).bp)
         host = LocalFunctionHost(app, settings, function_key="k")
         try:

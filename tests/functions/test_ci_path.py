@@ -49,7 +49,12 @@ def ci(app, indexed, monkeypatch):
             "ServiceBusConnection": bus.connection_string,
         }
         fresh = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-        for module in ("functions.release_events", "functions.reconcile_timer", "functions.http_api"):
+        for module in (
+            "functions.release_events",
+            "functions.reconcile_timer",
+            "functions.reconcile_worker",
+            "functions.http_api",
+        ):
             fresh.register_functions(__import__(module, fromlist=["bp"]).bp)
         host = LocalFunctionHost(fresh, settings, function_key="k")
         host.start(run_timers=False, service_bus_session_idle_timeout=0.5)

@@ -434,3 +434,24 @@ def test_a_release_says_in_plain_words_what_it_waits_for(indexed, app):
         "until": None,
         "nextCheckAt": queued["status"]["nextCheckAt"],
     }
+
+
+def test_stats_count_the_bad_releases_stopped_at_their_first_step(indexed, app):
+    from tests.functions.test_releasectl import failing
+
+    app.analyzer.script = failing
+    submit(indexed)
+    for _ in range(40):
+        if app.service.get(RID).is_final:
+            break
+        tick(indexed, app, seconds=15)
+    assert app.service.get(RID).phase is Phase.ROLLED_BACK
+    response, doc = http(indexed, "get_stats", path="/api/stats")
+    assert response.status_code == 200
+    assert doc["overall"] == {"releases": {"rolledBack": 1}, "stoppedEarly": 1}
+    (site,) = doc["sites"]
+    (stopped,) = site["stoppedEarly"]
+    assert (stopped["releaseId"], stopped["step"], stopped["site"]) == (RID, 1, "contoso-web")
+    assert "error rate" in stopped["reason"] and stopped["evidence"][0]["canary"]["errors"] > 0
+    refused, problem = http(indexed, "get_stats", path="/api/stats", who="nobody")
+    assert refused.status_code == 403 and "reader" in problem["detail"]

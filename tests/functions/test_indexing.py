@@ -30,6 +30,7 @@ def test_every_function_is_registered_with_its_trigger(indexed):
         "get_release_audit": "httpTrigger",
         "override_release": "httpTrigger",
         "get_policy": "httpTrigger",
+        "get_stats": "httpTrigger",
         "list_rejections": "httpTrigger",
         "healthz": "httpTrigger",
     }
@@ -48,6 +49,7 @@ def test_http_routes_methods_and_auth_levels(indexed):
         "get_release_audit": ("releases/{releaseId}/audit", ("GET",), "FUNCTION"),
         "override_release": ("releases/{releaseId}/{action}", ("POST",), "FUNCTION"),
         "get_policy": ("policy", ("GET",), "FUNCTION"),
+        "get_stats": ("stats", ("GET",), "FUNCTION"),
         "list_rejections": ("rejections", ("GET",), "FUNCTION"),
         "healthz": ("healthz", ("GET",), "ANONYMOUS"),
     }

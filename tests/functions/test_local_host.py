@@ -27,7 +27,12 @@ def host(app):
     import function_app
 
     fresh = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for module in ("functions.release_events", "functions.reconcile_timer", "functions.http_api"):
+    for module in (
+        "functions.release_events",
+        "functions.reconcile_timer",
+        "functions.reconcile_worker",
+        "functions.http_api",
+    ):
         fresh.register_functions(__import__(module, fromlist=["bp"]).bp)
     assert function_app.app is not fresh
     return LocalFunctionHost(fresh, SETTINGS, function_key="k")
@@ -41,11 +46,15 @@ def test_it_finds_every_trigger_of_the_app(host):
         "get_release_audit",
         "override_release",
         "get_policy",
+        "get_stats",
         "list_rejections",
         "healthz",
     }
     assert [(name, seconds) for name, seconds, _ in host.timers] == [("reconcile_timer", 5.0)]
     assert list(host.service_bus) == ["release_events"]
+    assert [(t.function_name, t.queue_name, t.connection_setting) for t in host.queue_triggers] == [
+        ("reconcile_worker", "w", "WorkQueue")
+    ]
 
 
 SIGNED_IN = {"x-ms-client-principal": principal("olga", ["reader", "submitter", "operator"])}

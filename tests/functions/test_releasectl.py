@@ -28,7 +28,12 @@ SETTINGS = {
 @pytest.fixture
 def served(app, indexed, monkeypatch):
     fresh = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-    for module in ("functions.release_events", "functions.reconcile_timer", "functions.http_api"):
+    for module in (
+        "functions.release_events",
+        "functions.reconcile_timer",
+        "functions.reconcile_worker",
+        "functions.http_api",
+    ):
         fresh.register_functions(__import__(module, fromlist=["bp"]).bp)
     host = LocalFunctionHost(fresh, SETTINGS, function_key="k").start(run_timers=False)
     monkeypatch.setenv("RELEASECTL_API", host.url)

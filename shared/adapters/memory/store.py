@@ -245,6 +245,12 @@ class InMemoryReleaseStore:
         mine = [f for f in found if f is not None and f.value.site_key == site_key]
         return sorted(mine, key=lambda v: (-v.value.created_at.timestamp(), v.value.id))
 
+    def list_in_phase(self, phase: Phase, *, limit: int = 1000) -> list[Release]:
+        with self._lock:
+            self._check_available()
+            found = [self.find_release(rid) for rid in sorted(self._releases)]
+        return [f.value for f in found if f is not None and f.value.phase is phase][:limit]
+
     def list_audit(self, release_id: str) -> list[StoredAudit]:
         with self._lock:
             self._check_available()
