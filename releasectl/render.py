@@ -23,7 +23,11 @@ SERVES_ALL = {"guarding", "succeeded"}  # swapped in: production is the new vers
 
 
 def new_share(view: dict[str, Any]) -> int:
-    """The share of visitors the new version serves, in percent (the routing weight until the swap)."""
+    """The share of visitors the new version serves, in percent (the routing weight until the swap),
+    as the controller reports it; worked out from the phase for a controller that does not."""
+    traffic = view.get("traffic") or {}
+    if traffic.get("newVersionPercent") is not None:
+        return int(traffic["newVersionPercent"])
     return 100 if view.get("phase") in SERVES_ALL else int(view.get("weight") or 0)
 
 

@@ -120,6 +120,15 @@ def release_view(release: Release, site: SiteState | None = None) -> dict[str, A
         "gate": release.gate.value if release.gate else None,
         "step": step,
         "weight": release.weight,
+        "traffic": {
+            "newVersionPercent": lifecycle.new_version_share(release),
+            "routingRuleWeight": release.weight,
+            "meaning": (
+                "production runs the new version: it serves all traffic, and no routing rule is left"
+                if release.phase in (Phase.GUARDING, Phase.SUCCEEDED)
+                else "the routing rule's share of production traffic sent to the new version's slot"
+            ),
+        },
         "reason": release.reason,
         "swap": (
             {

@@ -134,6 +134,7 @@ def test_a_release_submitted_over_http_is_driven_to_success_by_the_timer(indexed
         tick(indexed, app)
     _, doc = http(indexed, "get_release", path=f"/api/releases/{RID}", route={"releaseId": RID})
     assert doc["phase"] == "succeeded"
+    assert doc["weight"] == 0 and doc["traffic"]["newVersionPercent"] == 100, "the rule is gone; production runs it"
     _, audit = http(indexed, "get_release_audit", path=f"/api/releases/{RID}/audit", route={"releaseId": RID})
     phases = [(e["phaseFrom"], e["phaseTo"]) for e in audit["entries"] if e["phaseFrom"] != e["phaseTo"]]
     assert phases[-1] == ("promoting", "succeeded")

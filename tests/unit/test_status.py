@@ -97,3 +97,12 @@ def test_a_finished_release_says_how_it_ended_and_waits_for_nothing():
     assert status(done).waiting_for is None
     alerting = rel(phase=Phase.SUCCEEDED, finished_at=NOW, outbox=(Alert(1, "warning", "x", NOW),))
     assert status(alerting).summary.startswith("succeeded at 14:00:00Z")
+
+
+def test_the_new_versions_share_is_the_rule_until_the_swap_then_all_of_it():
+    from shared.domain.lifecycle import new_version_share
+
+    assert new_version_share(rel(phase=Phase.SHIFTING, step=0, weight=10)) == 10
+    assert new_version_share(rel(BLUE_GREEN_EVENT, phase=Phase.GUARDING, weight=0)) == 100
+    assert new_version_share(rel(phase=Phase.SUCCEEDED, weight=0)) == 100
+    assert new_version_share(rel(phase=Phase.ROLLED_BACK, weight=0)) == 0

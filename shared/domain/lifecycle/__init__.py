@@ -38,7 +38,7 @@ from shared.domain.lifecycle.failures import (
 )
 from shared.domain.lifecycle.overrides import apply_override, override_refusal
 from shared.domain.lifecycle.schedule import attention_at, next_due
-from shared.domain.lifecycle.status import Status, status
+from shared.domain.lifecycle.status import Status, new_version_share, status
 
 __all__ = [
     "DESIRED",
@@ -56,6 +56,7 @@ __all__ = [
     "desired_weight",
     "needs",
     "new_release",
+    "new_version_share",
     "next_due",
     "override_refusal",
     "plan_retry",

@@ -49,6 +49,12 @@ def _approvers(r: Release, gate: Gate | None) -> str:
     return who
 
 
+def new_version_share(r: Release) -> float:
+    """The share of production traffic the new version serves, in percent: the routing rule's weight
+    until the swap, all of it once production runs it (the rule is then 0: nothing is left to route)."""
+    return 100.0 if r.phase in (Phase.GUARDING, Phase.SUCCEEDED) else r.weight
+
+
 def status(r: Release, site: SiteState | None = None) -> Status:
     """``site``: the release's site row, to say what a queued release waits behind."""
     nxt = r.next_check_at
