@@ -48,6 +48,14 @@ def get_release_audit(req: func.HttpRequest) -> func.HttpResponse:
     return http.get_release_audit(req)
 
 
+@bp.function_name("get_release_evidence")
+@bp.route(route="releases/{releaseId}/evidence", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_release_evidence(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import http
+
+    return http.get_release_evidence(req)
+
+
 @bp.function_name("override_release")
 @bp.route(route="releases/{releaseId}/{action}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def override_release(req: func.HttpRequest) -> func.HttpResponse:

@@ -14,7 +14,7 @@ from shared.domain.ledger import SiteLedger
 from shared.domain.model import Evidence, OverrideKind, Phase, Release, SiteState, VersionStats
 from shared.domain.policy import KEY_VAULT_REFERENCE
 from shared.domain.schema import RELEASE_ID_PATTERN, SchemaError, matches, spec_to_document, strict_json
-from shared.ports import ReleaseSummary, StoredAudit
+from shared.ports import ReleaseSummary, StoredAudit, StoredMeasurement
 
 PROBLEM_BASE = "https://release-controller.example/problems/"
 MAX_OVERRIDE_BODY = 8 * 1024
@@ -166,7 +166,24 @@ def release_view(release: Release, site: SiteState | None = None) -> dict[str, A
 
 
 def release_links(release_id: str) -> dict[str, str]:
-    return {"self": f"/api/releases/{release_id}", "audit": f"/api/releases/{release_id}/audit"}
+    return {
+        "self": f"/api/releases/{release_id}",
+        "audit": f"/api/releases/{release_id}/audit",
+        "evidence": f"/api/releases/{release_id}/evidence",
+    }
+
+
+def measurements_view(release: Release, kept: list[StoredMeasurement]) -> dict[str, Any]:
+    """Every measurement kept for a release, newest first: when, over which window, its numbers
+    and limits, the verdict and why. ``total`` counts all ever taken; the oldest beyond the newest
+    kept are counted, not kept."""
+    return {
+        "releaseId": release.id,
+        "total": release.measured_seq,
+        "kept": len(kept),
+        "measurements": [{"seq": m.seq, **m.record} for m in kept],
+        "links": release_links(release.id),
+    }
 
 
 def stats_view(sites: list[SiteLedger]) -> dict[str, Any]:

@@ -137,6 +137,9 @@ class ReleaseWrite:
     # An insert whose writer already holds the id's claim for this site and plan (the store need
     # not claim it again).
     claimed: bool = False
+    # Measurements to keep as evidence (numbered after ``release.measured_seq``); the store keeps
+    # the newest ``MEASUREMENTS_KEPT`` of a release.
+    measurements: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,16 @@ class RejectedEvent:
     errors: list[tuple[str, str]]
     body: bytes
     details: dict[str, Any] = field(default_factory=dict)
+
+
+# The newest measurements kept per release (each a row); older ones are counted, not kept.
+MEASUREMENTS_KEPT = 200
+
+
+@dataclass(frozen=True)
+class StoredMeasurement:
+    seq: int
+    record: dict[str, Any]
 
 
 class WorkQueue(Protocol):
@@ -302,6 +315,10 @@ class ReleaseStore(Protocol):
         ...
 
     def list_audit(self, release_id: str) -> list[StoredAudit]: ...
+
+    def list_measurements(self, release_id: str) -> list[StoredMeasurement]:
+        """The measurements kept for a release, newest first. Raises ReleaseNotFound."""
+        ...
 
     def list_site_releases(self, site_key: str) -> list[Versioned[Release]]:
         """Every release of one site, whole, newest first (one partition read)."""

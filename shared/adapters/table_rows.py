@@ -47,6 +47,10 @@ def due_row_key(release_id: str, due_at: datetime) -> str:
     return f"due|{millis(due_at):013d}|{table_key(release_id)}"
 
 
+def measurement_row_key(release_id: str, seq: int) -> str:
+    return f"evidence|{table_key(release_id)}|{seq:010d}"
+
+
 def audit_row_key(release_id: str, seq: int) -> str:
     return f"audit|{table_key(release_id)}|{seq:010d}"
 

@@ -64,6 +64,7 @@ from shared.adapters.table_rows import (
     entity_size,
     get_text,
     guard,
+    measurement_row_key,
     millis,
     put_text,
     release_row_key,
@@ -76,6 +77,7 @@ from shared.domain.lifecycle.schedule import attention_at
 from shared.domain.model import Phase, Release, ReleaseSpec, SiteState
 from shared.domain.schema import spec_fingerprint
 from shared.ports import (
+    MEASUREMENTS_KEPT,
     ConcurrencyConflict,
     DueRef,
     DuplicateRelease,
@@ -89,6 +91,7 @@ from shared.ports import (
     ReleaseWrite,
     SiteView,
     StoredAudit,
+    StoredMeasurement,
     StoreUnavailable,
     TokenUse,
     Versioned,
@@ -259,11 +262,18 @@ class TableReleaseStore:
     def _release_from_entity(self, entity: dict[str, Any]) -> Release:
         spec = self._spec(get_text(entity, "Spec"))
         release = release_from_records(spec, json.loads(get_text(entity, "State")))
-        return replace(release, audit_seq=int(entity["AuditSeq"]), indexed_due=parse_iso(entity.get("DueAt")))
+        return replace(
+            release,
+            audit_seq=int(entity["AuditSeq"]),
+            measured_seq=int(entity.get("MeasuredSeq") or 0),
+            indexed_due=parse_iso(entity.get("DueAt")),
+        )
 
     # -- the transaction -------------------------------------------------------------------------
 
-    def _release_entity(self, pk: str, release: Release, audit_seq: int, fingerprint: str | None) -> dict[str, Any]:
+    def _release_entity(
+        self, pk: str, release: Release, audit_seq: int, measured_seq: int, fingerprint: str | None
+    ) -> dict[str, Any]:
         t = release.spec.target
         entity: dict[str, Any] = {
             "PartitionKey": pk,
@@ -282,6 +292,7 @@ class TableReleaseStore:
             "CreatedAt": iso(release.created_at),
             "UpdatedAt": iso(release.updated_at),
             "AuditSeq": audit_seq,
+            "MeasuredSeq": measured_seq,
         }
         if fingerprint:
             entity["Fingerprint"] = fingerprint
@@ -314,6 +325,21 @@ class TableReleaseStore:
             }
         )
 
+    def _measurement_entity(self, pk: str, release_id: str, seq: int, record: dict[str, Any]) -> dict[str, Any]:
+        text = json.dumps(record, separators=(",", ":"), default=str)
+        if len(text) > MAX_MESSAGE_CHARS * 2:
+            text = json.dumps({"truncated": True, "text": text[:MAX_MESSAGE_CHARS]})
+        return guard(
+            {
+                "PartitionKey": pk,
+                "RowKey": measurement_row_key(release_id, seq),
+                "Kind": "measurement",
+                "ReleaseId": release_id,
+                "Seq": seq,
+                "Record": text,
+            }
+        )
+
     def commit(
         self, site_key: str, writes: list[ReleaseWrite], site: Versioned[SiteState] | None = None
     ) -> dict[str, str]:
@@ -324,7 +350,10 @@ class TableReleaseStore:
             if w.release.site_key != site_key:
                 raise ValueError("every release in a commit must belong to the same site")
             base = w.release.audit_seq
-            entity = self._release_entity(pk, w.release, base + len(w.audit), w.fingerprint)
+            measured = w.release.measured_seq
+            entity = self._release_entity(
+                pk, w.release, base + len(w.audit), measured + len(w.measurements), w.fingerprint
+            )
             if w.etag is None:
                 operations.append(("create", entity))
                 kinds.append("insert-release")
@@ -342,6 +371,14 @@ class TableReleaseStore:
                     ("create", self._audit_entity(pk, w.release.id, base + offset, audit_to_record(entry)))
                 )
                 kinds.append("insert-audit")
+            for offset, record in enumerate(w.measurements, start=1):
+                seq = measured + offset
+                operations.append(("create", self._measurement_entity(pk, w.release.id, seq, record)))
+                kinds.append("insert-measurement")
+                if seq > MEASUREMENTS_KEPT:  # the oldest kept one goes: a release keeps its newest
+                    gone = measurement_row_key(w.release.id, seq - MEASUREMENTS_KEPT)
+                    operations.append(("delete", {"PartitionKey": pk, "RowKey": gone}))
+                    kinds.append("delete-measurement")
             self._move_due(pk, w, entity["RowKey"], operations, kinds)
         if site is not None:
             entity = guard(
@@ -636,6 +673,21 @@ class TableReleaseStore:
                 results_per_page=min(limit, 1000),
             )
             return [self._release_from_entity(row) for row in itertools.islice(rows, limit)]
+
+    def list_measurements(self, release_id: str) -> list[StoredMeasurement]:
+        claim = self._lookup(release_id)
+        if claim is None:
+            raise ReleaseNotFound(release_id)
+        key = table_key(release_id)
+        with self._errors("reading a release's measurements"):
+            rows = list(
+                self._releases.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                    parameters={"pk": table_key(claim["SiteKey"]), "lo": f"evidence|{key}|", "hi": f"evidence|{key}}}"},
+                )
+            )
+        kept = [StoredMeasurement(int(row["Seq"]), json.loads(row["Record"])) for row in rows]
+        return sorted(kept, key=lambda m: m.seq, reverse=True)
 
     def list_audit(self, release_id: str) -> list[StoredAudit]:
         claim = self._lookup(release_id)

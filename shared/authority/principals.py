@@ -28,6 +28,7 @@ ACTION_ROLES: dict[str, Role] = {
     "list": Role.READER,
     "get": Role.READER,
     "audit": Role.READER,
+    "evidence": Role.READER,
     "policy": Role.READER,
     "rejections": Role.READER,
     "stats": Role.READER,

@@ -481,6 +481,8 @@ class Release:
     # When the store's due index holds it (``lifecycle.attention_at`` as last saved); kept by the
     # store, never by decide(), so that a save can move the entry it replaces.
     indexed_due: datetime | None = field(default=None, compare=False)
+    # How many measurements were ever kept for this release; kept by the store, never by decide().
+    measured_seq: int = 0
 
     @property
     def id(self) -> str:
@@ -587,6 +589,8 @@ class Decision:
     # The release stopped short of an action its stored state does not allow yet (raising traffic):
     # save this decision, then decide again at once.
     again: bool = False
+    # Every measurement this decision judged (one per provider), kept with the release as evidence.
+    measurements: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -123,12 +123,12 @@ class ServiceBase:
         site = site if site is not None else self.store.load_site(release.site_key)
         new_site = lifecycle.site_after(site.value, decision.release)
         site_write = Versioned(new_site, site.etag) if new_site != site.value else None
-        etags = self.store.commit(
-            release.site_key, [ReleaseWrite(decision.release, loaded.etag, decision.audit)], site_write
-        )
+        write = ReleaseWrite(decision.release, loaded.etag, decision.audit, measurements=decision.measurements)
+        etags = self.store.commit(release.site_key, [write], site_write)
         committed = replace(
             decision.release,
             audit_seq=release.audit_seq + len(decision.audit),
+            measured_seq=release.measured_seq + len(decision.measurements),
             indexed_due=lifecycle.attention_at(decision.release),
         )
         handed_to = new_site.active if site_write is not None and new_site.active != release.id else None

@@ -8,7 +8,7 @@ from typing import Any
 from shared.domain import lifecycle
 from shared.domain.ledger import SiteLedger, ledger
 from shared.domain.model import Actor, Override, OverrideKind, Phase, Release, SiteState
-from shared.ports import ConcurrencyConflict, Page, ReleaseSummary, StoredAudit
+from shared.ports import ConcurrencyConflict, Page, ReleaseSummary, StoredAudit, StoredMeasurement
 from shared.service.base import ServiceBase, TooManyConflicts, log, one_message_per_release
 
 # The ledger reads at most this many releases (newest pages first), in pages of this size.
@@ -44,6 +44,10 @@ class Overrides(ServiceBase):
 
     def audit(self, release_id: str) -> list[StoredAudit]:
         return self.store.list_audit(release_id)
+
+    def measurements(self, release_id: str) -> tuple[Release, list[StoredMeasurement]]:
+        """The release and the measurements kept for it, newest first."""
+        return self.get(release_id), self.store.list_measurements(release_id)
 
     def list(
         self,

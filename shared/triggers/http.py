@@ -21,6 +21,7 @@ from shared.api import (
     audit_view,
     bad_request,
     check_release_id,
+    measurements_view,
     parse_action,
     parse_list_query,
     parse_reason,
@@ -224,6 +225,16 @@ def get_release_audit(req: func.HttpRequest) -> func.HttpResponse:
         return _json(200, {"releaseId": release_id, "entries": [audit_view(e) for e in entries]})
 
     return _handle(req, "GET /api/releases/{id}/audit", work)
+
+
+def get_release_evidence(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        _who(req, "evidence")
+        release_id = check_release_id(req.route_params.get("releaseId", ""))
+        release, kept = bootstrap.get_service().measurements(release_id)
+        return _json(200, measurements_view(release, kept))
+
+    return _handle(req, "GET /api/releases/{id}/evidence", work)
 
 
 def override_release(req: func.HttpRequest) -> func.HttpResponse:

@@ -456,3 +456,27 @@ def test_stats_count_the_bad_releases_stopped_at_their_first_step(indexed, app):
     assert "error rate" in stopped["reason"] and stopped["evidence"][0]["canary"]["errors"] > 0
     refused, problem = http(indexed, "get_stats", path="/api/stats", who="nobody")
     assert refused.status_code == 403 and "reader" in problem["detail"]
+
+
+def test_every_measurement_is_kept_as_evidence_and_the_rollback_names_the_ones_that_caused_it(indexed, app):
+    from tests.functions.test_releasectl import failing
+
+    app.analyzer.script = failing
+    submit(indexed)
+    for _ in range(40):
+        if app.service.get(RID).is_final:
+            break
+        tick(indexed, app, seconds=15)
+    evidence = {"path": f"/api/releases/{RID}/evidence", "route": {"releaseId": RID}}
+    response, doc = http(indexed, "get_release_evidence", **evidence)
+    assert response.status_code == 200
+    assert doc["total"] == doc["kept"] == len(doc["measurements"]) >= 1
+    newest = doc["measurements"][0]
+    assert newest["verdict"] == "fail" and newest["phase"] == "shifting" and newest["step"] == 1
+    assert newest["numbers"]["canaryErrors"] > 0 and newest["numbers"]["maxErrorRate"] == 0.05
+    assert any("error rate" in why for why in newest["why"]) and newest["windowStart"]
+    _, audit = http(indexed, "get_release_audit", path=f"/api/releases/{RID}/audit", route={"releaseId": RID})
+    (rollback,) = [e for e in audit["entries"] if e["action"] == "rollback.started"]
+    assert rollback["details"]["measurements"] == [newest["seq"]]
+    refused, _ = http(indexed, "get_release_evidence", **evidence, who="nobody")
+    assert refused.status_code == 403

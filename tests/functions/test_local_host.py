@@ -44,6 +44,7 @@ def test_it_finds_every_trigger_of_the_app(host):
         "list_releases",
         "get_release",
         "get_release_audit",
+        "get_release_evidence",
         "override_release",
         "get_policy",
         "get_stats",

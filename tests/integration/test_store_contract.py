@@ -228,6 +228,24 @@ def test_releases_saved_before_the_due_index_are_indexed_once(table_store):
     assert again.ensure_due_index() == 0, "done once per store: a marker says so"
 
 
+def test_a_release_keeps_its_newest_measurements_numbered_without_gaps(store, monkeypatch):
+    import shared.adapters.memory.store as memory_store
+    import shared.adapters.table_store as table_store_module
+
+    monkeypatch.setattr(memory_store, "MEASUREMENTS_KEPT", 3)
+    monkeypatch.setattr(table_store_module, "MEASUREMENTS_KEPT", 3)
+    loaded = create(store)
+    for n in range(1, 6):
+        measured = (({"verdict": "inconclusive", "n": 2 * n - 1}), {"verdict": "pass", "n": 2 * n})
+        store.commit(loaded.value.site_key, [ReleaseWrite(loaded.value, loaded.etag, measurements=measured)])
+        loaded = store.load_release("web-1.4.2")
+        assert loaded.value.measured_seq == 2 * n
+    kept = store.list_measurements("web-1.4.2")
+    assert [(m.seq, m.record["n"]) for m in kept] == [(10, 10), (9, 9), (8, 8)], "the newest three, newest first"
+    with pytest.raises(ReleaseNotFound):
+        store.list_measurements("nope")
+
+
 def test_due_releases_come_soonest_first_across_sites(store):
     create(store, "web-1", at=NOW + timedelta(minutes=2))
     other = spec(BLUE_GREEN_EVENT)

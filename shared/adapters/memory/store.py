@@ -31,6 +31,7 @@ from shared.domain.model import (
 )
 from shared.domain.schema import spec_fingerprint
 from shared.ports import (
+    MEASUREMENTS_KEPT,
     ConcurrencyConflict,
     DueRef,
     DuplicateRelease,
@@ -43,6 +44,7 @@ from shared.ports import (
     ReleaseWrite,
     SiteView,
     StoredAudit,
+    StoredMeasurement,
     StoreUnavailable,
     TokenUse,
     Versioned,
@@ -70,6 +72,7 @@ class InMemoryReleaseStore:
         self._sites: dict[str, _Row] = {}
         self._releases: dict[str, _Row] = {}
         self._audit: dict[str, list[dict[str, Any]]] = {}
+        self._measurements: dict[str, list[StoredMeasurement]] = {}
         self._due: dict[str, DueRef] = {}
         self._specs: dict[str, ReleaseSpec] = {}
         self.rejected: list[RejectedEvent] = []
@@ -113,7 +116,15 @@ class InMemoryReleaseStore:
             if spec is None:
                 spec = self._specs[release_id] = spec_from_record(json.loads(data["spec"]))
             release = release_from_records(spec, json.loads(data["state"]))
-            return Versioned(replace(release, audit_seq=data["auditSeq"], indexed_due=data.get("dueAt")), row.etag)
+            return Versioned(
+                replace(
+                    release,
+                    audit_seq=data["auditSeq"],
+                    measured_seq=data.get("measuredSeq", 0),
+                    indexed_due=data.get("dueAt"),
+                ),
+                row.etag,
+            )
 
     def load_release(self, release_id: str) -> Versioned[Release]:
         found = self.find_release(release_id)
@@ -153,6 +164,7 @@ class InMemoryReleaseStore:
                         "spec": json.dumps(spec_to_record(w.release.spec)),
                         "state": json.dumps(state_to_record(w.release)),
                         "auditSeq": w.release.audit_seq + len(w.audit),
+                        "measuredSeq": w.release.measured_seq + len(w.measurements),
                         "dueAt": attention_at(w.release),
                     },
                     etag,
@@ -163,6 +175,10 @@ class InMemoryReleaseStore:
                 else:
                     self._due[w.release.id] = DueRef(w.release.id, site_key, due, w.release.id)
                 self._audit.setdefault(w.release.id, []).extend(audit_to_record(a) for a in w.audit)
+                kept = self._measurements.setdefault(w.release.id, [])
+                for offset, record in enumerate(w.measurements, start=1):
+                    kept.append(StoredMeasurement(w.release.measured_seq + offset, json.loads(json.dumps(record))))
+                del kept[:-MEASUREMENTS_KEPT]
                 etags[w.release.id] = etag
             if site is not None:
                 self._sites[site_key] = _Row(site_to_record(site.value), self._etag())
@@ -250,6 +266,13 @@ class InMemoryReleaseStore:
             self._check_available()
             found = [self.find_release(rid) for rid in sorted(self._releases)]
         return [f.value for f in found if f is not None and f.value.phase is phase][:limit]
+
+    def list_measurements(self, release_id: str) -> list[StoredMeasurement]:
+        with self._lock:
+            self._check_available()
+            if release_id not in self._releases:
+                raise ReleaseNotFound(release_id)
+            return list(reversed(self._measurements.get(release_id, [])))
 
     def list_audit(self, release_id: str) -> list[StoredAudit]:
         with self._lock:

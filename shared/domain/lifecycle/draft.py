@@ -52,6 +52,7 @@ class Draft:
         self.effects: list[Effect] = []
         self.audit: list[AuditEntry] = []
         self.again = False
+        self.measurements: list[dict[str, Any]] = []
 
     @property
     def label(self) -> str:
@@ -125,4 +126,11 @@ class Draft:
 
     def finish(self) -> Decision:
         release = replace(self.release, updated_at=self.now)
-        return Decision(release, tuple(self.effects), tuple(self.audit), again=self.again)
+        return Decision(
+            release, tuple(self.effects), tuple(self.audit), again=self.again, measurements=tuple(self.measurements)
+        )
+
+    def measured(self, record: dict[str, Any]) -> int:
+        """Keep one measurement as evidence; returns the sequence number the store will give it."""
+        self.measurements.append(record)
+        return self.stored.measured_seq + len(self.measurements)

@@ -14,7 +14,7 @@ from typing import Any
 from shared.domain.analysis import Verdict, accumulate, combine, judge
 from shared.domain.durations import format_duration
 from shared.domain.lifecycle.draft import Draft
-from shared.domain.model import Evidence, Observation
+from shared.domain.model import Evidence, Observation, Phase
 
 
 def evidence_numbers(e: Evidence) -> dict[str, Any]:
@@ -29,6 +29,23 @@ def evidence_numbers(e: Evidence) -> dict[str, Any]:
     }
 
 
+def _record(d: Draft, verdict: Verdict) -> dict[str, Any]:
+    """One provider's measurement as evidence: when, over which window, in which step, its numbers
+    and limits, the verdict and why."""
+    r = d.release
+    window_start = r.phase_since if r.phase is Phase.GUARDING else r.step_started_at
+    return {
+        "at": d.now.isoformat(),
+        "phase": r.phase.value,
+        "step": r.step + 1 if r.step >= 0 else None,
+        "weight": r.weight,
+        "windowStart": window_start.isoformat() if window_start else None,
+        "numbers": verdict.numbers,
+        "verdict": verdict.outcome,
+        "why": list(verdict.reasons),
+    }
+
+
 def analyze(d: Draft, obs: Observation, *, compare_to_stable: bool = True) -> Verdict | None:
     """Fold in this tick's evidence; roll back the moment the failure limit is passed."""
     if obs.measurements is None:
@@ -37,19 +54,22 @@ def analyze(d: Draft, obs: Observation, *, compare_to_stable: bool = True) -> Ve
     settings = r.spec.analysis
     progress = r.analysis
     evidence = accumulate(progress.evidence, obs.measurements)
-    verdict = combine([judge(e, settings, compare_to_stable=compare_to_stable) for e in evidence])
+    verdicts = [judge(e, settings, compare_to_stable=compare_to_stable) for e in evidence]
+    verdict = combine(verdicts)
+    kept = [d.measured(_record(d, v)) for v in verdicts]
     previous = progress.last_outcome
     if verdict.outcome == "fail":
         failures = progress.failures + 1
         d.update(analysis=replace(progress, evidence=evidence, failures=failures, successes=0, last_outcome="fail"))
         if failures > settings.failure_limit:
-            d.rollback(f"analysis failed: {verdict.summary()}", analysis=verdict.numbers)
+            d.rollback(f"analysis failed: {verdict.summary()}", analysis=verdict.numbers, measurements=kept)
         else:
             d.record(
                 "analysis.failed",
                 f"analysis failed ({failures} of {settings.failure_limit} tolerated failures used): "
                 f"{verdict.summary()}",
                 analysis=verdict.numbers,
+                measurements=kept,
             )
     elif verdict.outcome == "pass":
         d.update(analysis=replace(progress, evidence=evidence, successes=progress.successes + 1, last_outcome="pass"))
