@@ -437,7 +437,8 @@ def test_a_release_says_in_plain_words_what_it_waits_for(indexed, app):
     }
 
 
-def test_stats_count_the_bad_releases_stopped_at_their_first_step(indexed, app):
+def roll_back_a_bad_canary(indexed, app):
+    """Submit a canary whose measurements fail, and tick until the controller has rolled it back."""
     from tests.functions.test_releasectl import failing
 
     app.analyzer.script = failing
@@ -446,6 +447,10 @@ def test_stats_count_the_bad_releases_stopped_at_their_first_step(indexed, app):
         if app.service.get(RID).is_final:
             break
         tick(indexed, app, seconds=15)
+
+
+def test_stats_count_the_bad_releases_stopped_at_their_first_step(indexed, app):
+    roll_back_a_bad_canary(indexed, app)
     assert app.service.get(RID).phase is Phase.ROLLED_BACK
     response, doc = http(indexed, "get_stats", path="/api/stats")
     assert response.status_code == 200
@@ -459,14 +464,7 @@ def test_stats_count_the_bad_releases_stopped_at_their_first_step(indexed, app):
 
 
 def test_every_measurement_is_kept_as_evidence_and_the_rollback_names_the_ones_that_caused_it(indexed, app):
-    from tests.functions.test_releasectl import failing
-
-    app.analyzer.script = failing
-    submit(indexed)
-    for _ in range(40):
-        if app.service.get(RID).is_final:
-            break
-        tick(indexed, app, seconds=15)
+    roll_back_a_bad_canary(indexed, app)
     evidence = {"path": f"/api/releases/{RID}/evidence", "route": {"releaseId": RID}}
     response, doc = http(indexed, "get_release_evidence", **evidence)
     assert response.status_code == 200
