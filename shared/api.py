@@ -175,12 +175,13 @@ def release_links(release_id: str) -> dict[str, str]:
 
 def measurements_view(release: Release, kept: list[StoredMeasurement]) -> dict[str, Any]:
     """Every measurement kept for a release, newest first: when, over which window, its numbers
-    and limits, the verdict and why. ``total`` counts all ever taken; the oldest beyond the newest
-    kept are counted, not kept."""
+    and limits, the verdict and why. ``total`` counts all ever taken and ``verdicts`` counts them by
+    verdict, the oldest beyond the newest kept included."""
     return {
         "releaseId": release.id,
         "total": release.measured_seq,
         "kept": len(kept),
+        "verdicts": dict(release.verdicts),
         "measurements": [{"seq": m.seq, **m.record} for m in kept],
         "links": release_links(release.id),
     }

@@ -174,6 +174,7 @@ def state_to_record(r: Release) -> dict[str, Any]:
         "holdsSite": r.holds_site,
         "outbox": [{"seq": a.seq, "severity": a.severity, "message": a.message, "at": iso(a.at)} for a in r.outbox],
         "alertsRaised": r.alerts_raised,
+        "verdicts": dict(r.verdicts),
         "submitters": [actor_to_record(a) for a in r.submitters],
         "policy": policy_to_record(r.policy),
         "reason": r.reason,
@@ -236,6 +237,7 @@ def release_from_records(spec: ReleaseSpec, s: dict[str, Any]) -> Release:
             for a in s.get("outbox", [])
         ),
         alerts_raised=s.get("alertsRaised", 0),
+        verdicts=tuple(sorted((str(k), int(v)) for k, v in (s.get("verdicts") or {}).items())),
         submitters=tuple(actor_from_record(a) for a in s.get("submitters", [])),
         policy=policy_from_record(s.get("policy")),
         reason=s.get("reason"),

@@ -483,6 +483,8 @@ class Release:
     indexed_due: datetime | None = field(default=None, compare=False)
     # How many measurements were ever kept for this release; kept by the store, never by decide().
     measured_seq: int = 0
+    # Every measurement's verdict, counted (the store keeps only the newest measurements).
+    verdicts: tuple[tuple[str, int], ...] = ()
 
     @property
     def id(self) -> str:

@@ -469,6 +469,7 @@ def test_every_measurement_is_kept_as_evidence_and_the_rollback_names_the_ones_t
     response, doc = http(indexed, "get_release_evidence", **evidence)
     assert response.status_code == 200
     assert doc["total"] == doc["kept"] == len(doc["measurements"]) >= 1
+    assert sum(doc["verdicts"].values()) == doc["total"] and doc["verdicts"]["fail"] >= 1
     newest = doc["measurements"][0]
     assert newest["verdict"] == "fail" and newest["phase"] == "shifting" and newest["step"] == 1
     assert newest["numbers"]["canaryErrors"] > 0 and newest["numbers"]["maxErrorRate"] == 0.05

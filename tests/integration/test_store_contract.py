@@ -379,3 +379,10 @@ def test_a_sites_releases_are_read_whole_in_one_go(store):
     found = store.list_site_releases(spec().target.site_key)
     assert [v.value.id for v in found] == ["web-2", "web-1"]
     assert all(v.etag for v in found) and found[0].value == store.load_release("web-2").value
+
+
+def test_verdict_counts_survive_a_save(store):
+    loaded = create(store)
+    counted = replace(loaded.value, verdicts=(("fail", 1), ("inconclusive", 3)))
+    store.commit(counted.site_key, [ReleaseWrite(counted, loaded.etag, (note("measured"),))])
+    assert store.load_release("web-1.4.2").value.verdicts == (("fail", 1), ("inconclusive", 3))

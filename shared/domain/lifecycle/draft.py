@@ -133,4 +133,7 @@ class Draft:
     def measured(self, record: dict[str, Any]) -> int:
         """Keep one measurement as evidence; returns the sequence number the store will give it."""
         self.measurements.append(record)
+        counts = dict(self.release.verdicts)
+        counts[record["verdict"]] = counts.get(record["verdict"], 0) + 1
+        self.update(verdicts=tuple(sorted(counts.items())))
         return self.stored.measured_seq + len(self.measurements)
