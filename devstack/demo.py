@@ -14,7 +14,7 @@ served), checks both outcomes through releasectl's exit codes, and exits non-zer
 build was promoted and the bad one rolled back. Ctrl-C and SIGTERM stop everything it started and
 remove every file it made.
 
-    python -m devstack.demo                # the tour, then stop (about 40 s)
+    python -m devstack.demo                # the tour, then stop (about a minute)
     python -m devstack.demo --serve        # the stack only, until Ctrl-C; prints how to use it
     python -m devstack.demo --serve --tour # the tour, then keep serving
 """
