@@ -2,6 +2,7 @@
 
 import azure.functions as func
 
+from functions.dashboard import bp as dashboard
 from functions.http_api import bp as http_api
 from functions.reconcile_timer import bp as reconcile_timer
 from functions.reconcile_worker import bp as reconcile_worker
@@ -12,3 +13,4 @@ app.register_functions(release_events)
 app.register_functions(reconcile_timer)
 app.register_functions(reconcile_worker)
 app.register_functions(http_api)
+app.register_functions(dashboard)

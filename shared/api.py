@@ -309,13 +309,22 @@ def parse_reason(body: bytes) -> str:
         raise bad_request("the body must be a JSON object", [("(body)", "must be a JSON object")])
     errors = [(k, "is not a known field") for k in doc if k != "reason"]
     reason = doc.get("reason")
-    if not isinstance(reason, str) or not reason.strip():
-        errors.append(("reason", "is required: say why, for the audit trail"))
-    elif len(reason) > MAX_REASON or any((ord(c) < 0x20 and c not in "\t") or ord(c) == 0x7F for c in reason):
-        errors.append(("reason", f"must be at most {MAX_REASON} characters of text on one line"))
+    problem = reason_problem(reason)
+    if problem:
+        errors.append(("reason", problem))
     if errors:
         raise bad_request("the override request is not valid", errors)
+    assert isinstance(reason, str)
     return reason.strip()
+
+
+def reason_problem(reason: object) -> str | None:
+    """What is wrong with an override's reason (the API's JSON or the dashboard's form), if anything."""
+    if not isinstance(reason, str) or not reason.strip():
+        return "is required: say why, for the audit trail"
+    if len(reason) > MAX_REASON or any((ord(c) < 0x20 and c not in "\t") or ord(c) == 0x7F for c in reason):
+        return f"must be at most {MAX_REASON} characters of text on one line"
+    return None
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,9 @@ class Settings:
     work_queue_name: str = "release-work"
     dispatch_grace_seconds: float = 60.0
     reconcile_period_seconds: float = 30.0
+    # The key that signs the dashboard's forms (a Key Vault reference in Azure). Unset: each
+    # instance makes its own, and a form sent to another instance asks to be reloaded.
+    dashboard_secret: str | None = None
 
     @property
     def work_queue_enabled(self) -> bool:
@@ -107,7 +110,8 @@ class Settings:
             sorted(
                 name
                 for name, value in env.items()
-                if name.startswith(("WEBHOOK_SECRET_", SIGNING_KEY_PREFIX)) and _unresolved_reference(value)
+                if (name.startswith(("WEBHOOK_SECRET_", SIGNING_KEY_PREFIX)) or name == "DASHBOARD_SECRET")
+                and _unresolved_reference(value)
             )
         )
         secrets = {
@@ -165,6 +169,7 @@ class Settings:
             work_queue_name=get("WORK_QUEUE_NAME", "release-work") or "release-work",
             dispatch_grace_seconds=number("DISPATCH_GRACE_SECONDS", 60, 5, 3600),
             reconcile_period_seconds=schedule_period(get("RECONCILE_SCHEDULE", "*/30 * * * * *") or ""),
+            dashboard_secret=None if _unresolved_reference(get("DASHBOARD_SECRET")) else get("DASHBOARD_SECRET"),
         )
 
 

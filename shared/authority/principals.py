@@ -32,6 +32,7 @@ ACTION_ROLES: dict[str, Role] = {
     "policy": Role.READER,
     "rejections": Role.READER,
     "stats": Role.READER,
+    "dashboard": Role.READER,
     "submit": Role.SUBMITTER,
     "pause": Role.OPERATOR,
     "resume": Role.OPERATOR,

@@ -63,15 +63,20 @@ class Overrides(ServiceBase):
     def ledger(self, *, limit: int = STATS_LIMIT) -> list[SiteLedger]:
         """Per site: releases by phase, and the bad ones stopped before they reached more than their
         first step's share (at most ``limit`` releases are read)."""
-        phases: list[tuple[str, str, Phase]] = []
+        return self.overview(limit=limit)[1]
+
+    def overview(self, *, limit: int = STATS_LIMIT) -> tuple[list[ReleaseSummary], list[SiteLedger]]:
+        """Every release's summary (at most ``limit``) and the ledger, from one pass over them."""
+        summaries: list[ReleaseSummary] = []
         cursor = None
-        while len(phases) < limit:
-            page = self.store.list_releases(limit=min(MAX_STATS_PAGE, limit - len(phases)), cursor=cursor)
-            phases += [(s.site_key, s.site, s.phase) for s in page.items]
+        while len(summaries) < limit:
+            page = self.store.list_releases(limit=min(MAX_STATS_PAGE, limit - len(summaries)), cursor=cursor)
+            summaries += page.items
             cursor = page.cursor
             if cursor is None:
                 break
-        return ledger(phases, self.store.list_in_phase(Phase.ROLLED_BACK, limit=limit))
+        phases = [(s.site_key, s.site, s.phase) for s in summaries]
+        return summaries, ledger(phases, self.store.list_in_phase(Phase.ROLLED_BACK, limit=limit))
 
     def rejections(self, day: str, limit: int = 50) -> list[dict[str, Any]]:
         """The events refused on ``day`` (UTC, ``YYYY-MM-DD``), newest first, setting values redacted."""

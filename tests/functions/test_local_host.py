@@ -32,6 +32,7 @@ def host(app):
         "functions.reconcile_timer",
         "functions.reconcile_worker",
         "functions.http_api",
+        "functions.dashboard",
     ):
         fresh.register_functions(__import__(module, fromlist=["bp"]).bp)
     assert function_app.app is not fresh
@@ -50,6 +51,9 @@ def test_it_finds_every_trigger_of_the_app(host):
         "get_stats",
         "list_rejections",
         "healthz",
+        "dashboard",
+        "dashboard_release",
+        "dashboard_action",
     }
     assert [(name, seconds) for name, seconds, _ in host.timers] == [("reconcile_timer", 5.0)]
     assert list(host.service_bus) == ["release_events"]
