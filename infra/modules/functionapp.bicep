@@ -139,6 +139,8 @@ var appSettings = {
   AUTH_ROLE_MAP: authRoleMap
   // Pinned off: a function key alone never acts in Azure.
   AUTH_KEY_ONLY: 'false'
+  // The key that signs the dashboard's forms, shared by every instance.
+  DASHBOARD_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=dashboard-secret)'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -258,4 +260,4 @@ resource authentication 'Microsoft.Web/sites/config@2024-04-01' = {
 output name string = site.name
 output defaultHostName string = site.properties.defaultHostName
 output appSettingNames array = map(items(union(appSettings, secretSettings)), setting => setting.key)
-output keyVaultSecretNames array = map(concat(signingKeySecrets, webhookSecrets), s => s.secret)
+output keyVaultSecretNames array = concat(map(concat(signingKeySecrets, webhookSecrets), s => s.secret), ['dashboard-secret'])
