@@ -70,6 +70,9 @@ param signingKeyIds array = []
 @description('Webhook gate secret names as the policy\'s secretSetting ends (WEBHOOK_SECRET_<name>): each becomes a Key Vault reference to the secret webhook-secret-<name>.')
 param webhookSecretNames array = []
 
+@description('Notification sinks: [{"name": "OPS", "kind": "teams", "sites": "contoso-web", "events": "rolledBack,failed"}] (sites and events optional: all). Each becomes NOTIFY_<NAME>_* settings; its URL is the Key Vault secret notify-<name>-url (and a cloudevents sink\'s signing key notify-<name>-secret).')
+param notificationSinks array = []
+
 // ---- Controller settings (see the Configuration section of the README) -----------------------------------
 
 param releaseEventsTopic string = 'release-events'
@@ -269,6 +272,7 @@ module functionApp 'modules/functionapp.bicep' = {
     keyVaultName: keyVault.outputs.name
     signingKeyIds: signingKeyIds
     webhookSecretNames: webhookSecretNames
+    notificationSinks: notificationSinks
     releaseStoreTablePrefix: releaseStoreTablePrefix
     reconcileSchedule: reconcileSchedule
     reconcileBudgetSeconds: reconcileBudgetSeconds

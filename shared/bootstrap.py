@@ -58,8 +58,11 @@ def _default_credential() -> Any:
 def build(settings: Settings, *, credential: Any = None) -> Container:
     """Wire the adapters the settings ask for. ``credential`` replaces DefaultAzureCredential (the
     local host passes one for the App Service emulator)."""
+    from shared import telemetry
     from shared.adapters.table_store import TableReleaseStore
     from shared.service import ReleaseService
+
+    telemetry.configure()  # before any Azure client is made, so their calls are traced
 
     if settings.store_connection_string:
         store = TableReleaseStore.from_connection_string(settings.store_connection_string, prefix=settings.table_prefix)
@@ -107,6 +110,11 @@ def build(settings: Settings, *, credential: Any = None) -> Container:
                 settings.work_queue_endpoint, settings.work_queue_name, credential or _default_credential()
             )
         parts["work_queue"] = work_queue
+    notifications = None
+    if settings.notification_sinks:
+        from shared.adapters.notifications import WebhookNotifications
+
+        notifications = WebhookNotifications(settings.notification_sinks, public_host=settings.public_host)
     service = ReleaseService(
         store,
         platform,
@@ -116,6 +124,7 @@ def build(settings: Settings, *, credential: Any = None) -> Container:
         SystemClock(),
         authority=authority,
         work_queue=work_queue,
+        notifications=notifications,
     )
     return Container(settings=settings, service=service, parts=parts)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from shared.domain.model import (
     Actor,
+    Alert,
     Artifact,
     AuditEntry,
     Check,
@@ -390,7 +391,25 @@ class Analyzer(Protocol):
 
 
 class Notifier(Protocol):
+    """The log of warnings and errors, which alert rules watch."""
+
     def notify(self, release: Release, severity: str, message: str) -> None: ...
+
+
+class Notifications(Protocol):
+    """Configured sinks (chat webhooks, signed JSON webhooks) and what each wants to hear about."""
+
+    def wanted(self, release: Release) -> frozenset[str]:
+        """The events some sink wants for ``release``'s site (announced from the audit)."""
+        ...
+
+    def sinks(self, release: Release, alert: Alert) -> list[str]:
+        """The names of the sinks that take ``alert`` for ``release``'s site."""
+        ...
+
+    def send(self, sink: str, release: Release, alert: Alert) -> None:
+        """Deliver to one sink. Raises on any failure (refused, timed out, unreachable)."""
+        ...
 
 
 class Clock(Protocol):

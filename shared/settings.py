@@ -29,6 +29,60 @@ BINDING_SETTINGS = (
 )
 
 
+NOTIFY_PREFIX = "NOTIFY_"
+NOTIFY_KINDS = ("teams", "slack", "cloudevents")
+
+
+@dataclass(frozen=True)
+class NotificationSink:
+    """One place notifications go (NOTIFY_<NAME>_*): its kind, URL, and what it wants to hear."""
+
+    name: str
+    kind: str
+    url: str
+    sites: frozenset[str] = frozenset()  # lower-case site names; empty: every site
+    events: frozenset[str] = frozenset()  # empty: every event
+    secret: str | None = None
+
+
+def _loopback_http(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def notification_sinks(env: Mapping[str, str], unresolved: set[str]) -> tuple[NotificationSink, ...]:
+    """The sinks NOTIFY_<NAME>_KIND names. Raises SettingsError naming the setting that is wrong;
+    a sink whose URL or secret is an unresolved Key Vault reference is left out (and named)."""
+    from shared.domain.lifecycle.alerts import EVENTS
+
+    sinks = []
+    for key in sorted(env):
+        if not (key.startswith(NOTIFY_PREFIX) and key.endswith("_KIND")) or not env[key]:
+            continue
+        name = key[len(NOTIFY_PREFIX) : -len("_KIND")]
+        base = f"{NOTIFY_PREFIX}{name}"
+        kind = env[key].strip().lower()
+        if kind not in NOTIFY_KINDS:
+            raise SettingsError(f"{key} must be one of {', '.join(NOTIFY_KINDS)}, got {env[key]!r}")
+        url, secret = env.get(f"{base}_URL") or "", env.get(f"{base}_SECRET") or None
+        for setting, value in ((f"{base}_URL", url), (f"{base}_SECRET", secret)):
+            if _unresolved_reference(value):
+                unresolved.add(setting)
+        if f"{base}_URL" in unresolved or f"{base}_SECRET" in unresolved:
+            continue
+        if not (url.startswith("https://") or _loopback_http(url)):
+            raise SettingsError(f"{base}_URL must be an https:// URL (http only to 127.0.0.1, for local receivers)")
+        events = frozenset(e.strip() for e in (env.get(f"{base}_EVENTS") or "").split(",") if e.strip())
+        unknown = sorted(events - set(EVENTS))
+        if unknown:
+            raise SettingsError(f"{base}_EVENTS names unknown events {unknown}; known: {', '.join(EVENTS)}")
+        sites = frozenset(x.strip().lower() for x in (env.get(f"{base}_SITES") or "").split(",") if x.strip())
+        sinks.append(NotificationSink(name.lower(), kind, url, sites, events, secret))
+    return tuple(sinks)
+
+
 @dataclass(frozen=True)
 class Settings:
     store_connection_string: str | None
@@ -63,6 +117,9 @@ class Settings:
     # The key that signs the dashboard's forms (a Key Vault reference in Azure). Unset: each
     # instance makes its own, and a form sent to another instance asks to be reloaded.
     dashboard_secret: str | None = None
+    notification_sinks: tuple[NotificationSink, ...] = ()
+    # The app's own host name (App Service sets WEBSITE_HOSTNAME): links to the dashboard.
+    public_host: str | None = None
 
     @property
     def work_queue_enabled(self) -> bool:
@@ -114,6 +171,9 @@ class Settings:
                 and _unresolved_reference(value)
             )
         )
+        unresolved_sinks: set[str] = set()
+        sinks = notification_sinks(env, unresolved_sinks)
+        unresolved = tuple(sorted({*unresolved, *unresolved_sinks}))
         secrets = {
             name: value
             for name, value in env.items()
@@ -169,6 +229,8 @@ class Settings:
             work_queue_name=get("WORK_QUEUE_NAME", "release-work") or "release-work",
             dispatch_grace_seconds=number("DISPATCH_GRACE_SECONDS", 60, 5, 3600),
             reconcile_period_seconds=schedule_period(get("RECONCILE_SCHEDULE", "*/30 * * * * *") or ""),
+            notification_sinks=sinks,
+            public_host=get("WEBSITE_HOSTNAME"),
             dashboard_secret=None if _unresolved_reference(get("DASHBOARD_SECRET")) else get("DASHBOARD_SECRET"),
         )
 

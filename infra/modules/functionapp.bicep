@@ -53,6 +53,9 @@ param signingKeyIds array
 @description('Names of the webhook gate secrets; each becomes WEBHOOK_SECRET_<name>.')
 param webhookSecretNames array
 
+@description('Notification sinks: [{name, kind (teams, slack, cloudevents), sites?, events?}]; each URL (and a cloudevents sink\'s signing key) is a Key Vault secret.')
+param notificationSinks array
+
 param releaseStoreTablePrefix string
 param reconcileSchedule string
 param reconcileBudgetSeconds int
@@ -90,7 +93,18 @@ var webhookSecrets = map(webhookSecretNames, gate => {
   setting: 'WEBHOOK_SECRET_${gate}'
   secret: 'webhook-secret-${toLower(replace(gate, '_', '-'))}'
 })
-var secretSettings = toObject(concat(signingKeySecrets, webhookSecrets), s => s.setting, s => '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${s.secret})')
+// NOTIFY_<NAME>_URL reads the secret notify-<name>-url (a webhook's URL is its credential), and a
+// cloudevents sink's NOTIFY_<NAME>_SECRET reads notify-<name>-secret.
+var notifySecrets = flatten(map(notificationSinks, n => concat(
+  [{ setting: 'NOTIFY_${toUpper(n.name)}_URL', secret: 'notify-${toLower(n.name)}-url' }],
+  n.kind == 'cloudevents' ? [{ setting: 'NOTIFY_${toUpper(n.name)}_SECRET', secret: 'notify-${toLower(n.name)}-secret' }] : []
+)))
+var notifySettings = toObject(flatten(map(notificationSinks, n => [
+  { name: 'NOTIFY_${toUpper(n.name)}_KIND', value: n.kind }
+  { name: 'NOTIFY_${toUpper(n.name)}_SITES', value: n.?sites ?? '' }
+  { name: 'NOTIFY_${toUpper(n.name)}_EVENTS', value: n.?events ?? '' }
+])), e => e.name, e => e.value)
+var secretSettings = toObject(concat(signingKeySecrets, webhookSecrets, notifySecrets), s => s.setting, s => '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${s.secret})')
 
 // Every setting the app, its bindings and the Functions host read in Azure (tests/infra checks the list
 // against the code). Not here on purpose: FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION (the
@@ -204,7 +218,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(appSettings, secretSettings)
+  properties: union(appSettings, secretSettings, notifySettings)
 }
 
 // App Service authentication with the Microsoft identity provider: every request but the liveness probe
@@ -259,5 +273,5 @@ resource authentication 'Microsoft.Web/sites/config@2024-04-01' = {
 
 output name string = site.name
 output defaultHostName string = site.properties.defaultHostName
-output appSettingNames array = map(items(union(appSettings, secretSettings)), setting => setting.key)
-output keyVaultSecretNames array = concat(map(concat(signingKeySecrets, webhookSecrets), s => s.secret), ['dashboard-secret'])
+output appSettingNames array = map(items(union(appSettings, secretSettings, notifySettings)), setting => setting.key)
+output keyVaultSecretNames array = concat(map(concat(signingKeySecrets, webhookSecrets, notifySecrets), s => s.secret), ['dashboard-secret'])

@@ -172,7 +172,7 @@ def state_to_record(r: Release) -> dict[str, Any]:
         "reachedUsers": r.reached_users,
         "reachedProduction": r.reached_production,
         "holdsSite": r.holds_site,
-        "outbox": [{"seq": a.seq, "severity": a.severity, "message": a.message, "at": iso(a.at)} for a in r.outbox],
+        "outbox": [_alert_record(a) for a in r.outbox],
         "alertsRaised": r.alerts_raised,
         "verdicts": dict(r.verdicts),
         "submitters": [actor_to_record(a) for a in r.submitters],
@@ -232,10 +232,7 @@ def release_from_records(spec: ReleaseSpec, s: dict[str, Any]) -> Release:
         reached_users=s.get("reachedUsers", False),
         reached_production=s.get("reachedProduction", False),
         holds_site=s.get("holdsSite", False),
-        outbox=tuple(
-            Alert(a["seq"], a["severity"], a["message"], parse_iso(a["at"]))  # type: ignore[arg-type]
-            for a in s.get("outbox", [])
-        ),
+        outbox=tuple(_alert_from_record(a) for a in s.get("outbox", [])),
         alerts_raised=s.get("alertsRaised", 0),
         verdicts=tuple(sorted((str(k), int(v)) for k, v in (s.get("verdicts") or {}).items())),
         submitters=tuple(actor_from_record(a) for a in s.get("submitters", [])),
@@ -308,4 +305,34 @@ def audit_from_record(d: dict[str, Any]) -> AuditEntry:
         phase_to=Phase(d["phaseTo"]),
         weight=float(d["weight"]),
         details=d.get("details") or {},
+    )
+
+
+def _alert_record(a: Alert) -> dict[str, Any]:
+    record: dict[str, Any] = {"seq": a.seq, "severity": a.severity, "message": a.message, "at": iso(a.at)}
+    if a.event != "warning":
+        record["event"] = a.event
+    if a.details:
+        record["details"] = dict(a.details)
+    if a.delivered:
+        record["delivered"] = list(a.delivered)
+    if a.attempts:
+        record["attempts"] = a.attempts
+    if a.retry_at is not None:
+        record["retryAt"] = iso(a.retry_at)
+    return record
+
+
+def _alert_from_record(a: dict[str, Any]) -> Alert:
+    """Alerts saved before notifications had only seq, severity, message and at."""
+    return Alert(
+        a["seq"],
+        a["severity"],
+        a["message"],
+        parse_iso(a["at"]),  # type: ignore[arg-type]
+        event=a.get("event", "warning"),
+        details=a.get("details") or {},
+        delivered=tuple(a.get("delivered") or ()),
+        attempts=int(a.get("attempts") or 0),
+        retry_at=parse_iso(a.get("retryAt")),
     )

@@ -108,6 +108,10 @@ class StorageWorkQueue:
             self._client.create_queue()
         self._created = True
 
+    def depth(self) -> int:
+        """Messages in the queue, visible or not (Azure's approximate count)."""
+        return int(self._client.get_queue_properties().approximate_message_count or 0)
+
     def send(self, ref: DueRef, *, delay_seconds: float = 0.0) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 

@@ -5,6 +5,7 @@ Everything here is plain data: the state machine in ``machine.py`` turns one val
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -432,9 +433,17 @@ class Alert:
     """A notification recorded with the state and kept until it was delivered (at least once)."""
 
     seq: int
-    severity: Literal["warning", "error"]
+    severity: Literal["info", "warning", "error"]
     message: str
     at: datetime
+    # What happened (started, step, paused, approval, rolledBack, succeeded, failed, warning), and
+    # its facts for the notification (the failing measurement's numbers for a rollback).
+    event: str = "warning"
+    details: Mapping[str, Any] = field(default_factory=dict)
+    # Delivery: the sinks that have it, attempts that failed, and when to try again.
+    delivered: tuple[str, ...] = ()
+    attempts: int = 0
+    retry_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
+from shared import telemetry
 from shared.domain import lifecycle
-from shared.domain.model import Actor, Decision, Phase, Release, SiteState
+from shared.domain.model import Actor, Alert, Decision, Phase, Release, SiteState
 from shared.ports import (
     Analyzer,
     Authority,
     Clock,
     ConcurrencyConflict,
+    Notifications,
     Notifier,
     ReleaseStore,
     ReleaseWrite,
@@ -99,6 +101,7 @@ class ServiceBase:
         conflict_retries: int = CONFLICT_RETRIES,
         observe_budget_seconds: float = OBSERVE_BUDGET_SECONDS,
         work_queue: WorkQueue | None = None,
+        notifications: Notifications | None = None,
     ):
         self.work_queue = work_queue
         self.authority = authority
@@ -108,6 +111,7 @@ class ServiceBase:
         self.validator = validator
         self.analyzer = analyzer
         self.notifier = notifier
+        self.notifications = notifications
         self.clock = clock
         self.conflict_retries = conflict_retries
 
@@ -120,6 +124,8 @@ class ServiceBase:
         in ``site``, or now) when the release frees its site. Returns the committed release and the
         site's next active release when the site changed hands. Raises ConcurrencyConflict."""
         release = loaded.value
+        decision = self._announce(decision)
+        telemetry.decided(release, decision, self.clock.now())
         site = site if site is not None else self.store.load_site(release.site_key)
         new_site = lifecycle.site_after(site.value, decision.release)
         site_write = Versioned(new_site, site.etag) if new_site != site.value else None
@@ -230,21 +236,49 @@ class ServiceBase:
     def _start_next(self, release_id: str, depth: int) -> None:
         raise NotImplementedError
 
+    # -- alerts and notifications: delivered after the save that recorded them ------------------
+
+    def _announce(self, decision: Decision) -> Decision:
+        """The decision with a notification for each of its audit entries a configured sink wants."""
+        if self.notifications is None:
+            return decision
+        return lifecycle.announce(decision, self.notifications.wanted(decision.release))
+
+    def _sinks(self, release: Release, alert: Alert) -> list[str]:
+        """Where an alert goes: the log (warnings and errors, for alert rules) and each configured
+        sink that takes its event for its site; minus those that have it already."""
+        sinks = [LOG_SINK] if alert.severity != "info" else []
+        if self.notifications is not None:
+            sinks += self.notifications.sinks(release, alert)
+        return [s for s in sinks if s not in alert.delivered]
+
     def _deliver_alerts(self, loaded: Versioned[Release]) -> Versioned[Release]:
-        """Send every pending alert, then record which were sent. One that fails stays pending and
-        is sent again on the next reconcile (at least once, maybe twice)."""
+        """Send every pending alert that is due to every sink that lacks it, then record the outcome:
+        delivered, retried later with backoff, or given up on in the audit. A sink failing never
+        stops a release (at least once, maybe twice)."""
         release = loaded.value
-        sent: list[int] = []
-        for alert in release.outbox:
-            try:
-                self.notifier.notify(release, alert.severity, alert.message)
-            except Exception as exc:  # a notifier failing must never stop a release; it is retried
-                log.warning("release %s: alert %d not delivered yet: %s", release.id, alert.seq, exc)
-                break
-            sent.append(alert.seq)
+        now = self.clock.now()
+        outcomes: dict[int, lifecycle.Delivery] = {}
+        for alert in lifecycle.due_alerts(release, now):
+            delivered: list[str] = []
+            failures: list[tuple[str, str]] = []
+            for sink in self._sinks(release, alert):
+                try:
+                    if sink == LOG_SINK:
+                        self.notifier.notify(release, alert.severity, alert.message)
+                    else:
+                        assert self.notifications is not None
+                        self.notifications.send(sink, release, alert)
+                except Exception as exc:  # never stops a release: retried with backoff
+                    why = _failure(exc)
+                    log.warning("release %s: %s not delivered to %s yet: %s", release.id, alert.event, sink, why)
+                    failures.append((sink, why))
+                else:
+                    delivered.append(sink)
+            outcomes[alert.seq] = lifecycle.Delivery(tuple(delivered), tuple(failures))
         current = loaded
         for _ in range(self.conflict_retries):
-            decision = lifecycle.alerts_sent(current.value, sent, self.clock.now())
+            decision = lifecycle.alerts_delivered(current.value, outcomes, self.clock.now())
             if decision is None:
                 return current
             try:
@@ -253,3 +287,14 @@ class ServiceBase:
             except ConcurrencyConflict:
                 current = self.store.load_release(release.id)
         return current
+
+
+LOG_SINK = "log"
+
+
+def _failure(exc: Exception) -> str:
+    """Why a sink refused, short and without a URL (a webhook's URL is its secret)."""
+    text = str(exc).split("\n", 1)[0]
+    if "://" in text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:200]

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
+from shared import telemetry
 from shared.authority.proofs import EventProof, ProofRefused
 from shared.authority.redaction import redact_event
 from shared.domain import lifecycle, policy
@@ -146,7 +147,9 @@ class Intake(ServiceBase):
             placed = self._place(created, fingerprint, self.clock.now(), view=view)
             if placed is None:
                 continue
-            log.info("release %s created for %s", spec.release_id, spec.target.site_key)
+            with telemetry.working_on(spec.release_id):
+                telemetry.describe(placed)
+                log.info("release %s created for %s", spec.release_id, spec.target.site_key)
             # Start at once; do not wait for the timer (or a worker).
             started = self._reconcile(spec.release_id, force=True, depth=1, ref=self.store.due_ref(placed))
             release = started.release or self.store.load_release(spec.release_id).value
@@ -175,17 +178,18 @@ class Intake(ServiceBase):
             site.value, created, active.value if active else None, queued.value if queued else None, now
         )
         etags = {r.value.id: r.etag for r in (active, queued) if r is not None}
+        decisions = [self._announce(d) for d in admission.decisions]
         writes = [
             ReleaseWrite(d.release, None, d.audit, fingerprint, claimed=True)
             if d.release.id == new.id
             else ReleaseWrite(d.release, etags[d.release.id], d.audit)
-            for d in admission.decisions
+            for d in decisions
         ]
         try:
             self.store.commit(new.site_key, [*writes, *also], Versioned(admission.site, site.etag))
         except (DuplicateRelease, ConcurrencyConflict):
             return None
-        placed = next(d.release for d in admission.decisions if d.release.id == new.id)
+        placed = next(d.release for d in decisions if d.release.id == new.id)
         for w in [*writes, *also]:
             self._follow_up(w.release)
         return placed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared import telemetry
 from shared.domain import lifecycle
 from shared.domain.ledger import SiteLedger, ledger
 from shared.domain.model import Actor, Override, OverrideKind, Phase, Release, SiteState
@@ -29,7 +30,9 @@ class Overrides(ServiceBase):
                 committed, handed_to = self._commit(loaded, decision)
             except ConcurrencyConflict:
                 continue  # re-read: the override may now be refused, or apply to the newer state
-            log.info("release %s: %s by %s", release_id, kind.value, actor.id)
+            with telemetry.working_on(release_id):
+                telemetry.describe(committed.value)
+                log.info("release %s: %s by %s", release_id, kind.value, actor.id)
             return self._settle(committed, handed_to).value
         raise TooManyConflicts(f"release {release_id} kept changing; try again")
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
+from shared import telemetry
 from shared.domain import lifecycle
 from shared.domain.model import (
     CONTROLLER,
@@ -84,6 +85,20 @@ class Reconciler(ServiceBase):
         read: tuple[Versioned[Release], Versioned[SiteState] | None] | None = None,
     ) -> ReconcileResult:
         """``read``: the release and its site as this worker just saved them (no read first)."""
+        with telemetry.reconcile_span(release_id) as span:
+            result = self._reconcile_once(release_id, force=force, depth=depth, ref=ref, read=read)
+            span.outcome = result.outcome
+            return result
+
+    def _reconcile_once(
+        self,
+        release_id: str,
+        *,
+        force: bool,
+        depth: int,
+        ref: DueRef | None,
+        read: tuple[Versioned[Release], Versioned[SiteState] | None] | None,
+    ) -> ReconcileResult:
         for _ in range(self.conflict_retries):
             got = read if read is not None else self._load(release_id, ref)
             read = None
@@ -94,6 +109,7 @@ class Reconciler(ServiceBase):
                 loaded = self._deliver_alerts(loaded)
                 site = None  # the alerts' save may have changed the site row
             release = loaded.value
+            telemetry.describe(release)
             if release.frees_site:
                 return ReconcileResult(release_id, "final", release.phase, release)
             now = self.clock.now()

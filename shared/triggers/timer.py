@@ -11,7 +11,7 @@ import logging
 
 import azure.functions as func
 
-from shared import bootstrap
+from shared import bootstrap, telemetry
 
 log = logging.getLogger("release_controller.timer")
 
@@ -44,6 +44,11 @@ def reconcile_timer(timer: func.TimerRequest, context: func.Context) -> None:
         )
         for release_id, error in sent.errors:
             log.error("release %s: work message not sent: %s", release_id, error)
+        if telemetry.enabled():
+            try:
+                telemetry.gauges(due=sent.due, queue_depth=work_queue.depth())
+            except Exception as exc:  # a gauge is never worth failing the tick
+                log.warning("work queue depth not read: %s", exc)
         return
     report = container.service.reconcile_due(
         budget_seconds=settings.reconcile_budget_seconds,
@@ -59,3 +64,4 @@ def reconcile_timer(timer: func.TimerRequest, context: func.Context) -> None:
     )
     for release_id, error in report.errors:
         log.error("release %s not reconciled: %s", release_id, error)
+    telemetry.gauges(due=len(report.reconciled) + len(report.errors) + len(report.skipped_for_budget))

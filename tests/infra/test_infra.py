@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from shared.domain.model import Alert, Role
-from shared.settings import SIGNING_KEY_PREFIX, Settings
+from shared.settings import NOTIFY_PREFIX, SIGNING_KEY_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -90,6 +90,7 @@ NOT_SET_IN_AZURE = {
     "AUTH_KEY_ONLY_ROLES": "roles of key-only mode, which the template pins off (AUTH_KEY_ONLY=false)",
     # Set by hand, the app would trust X-MS-CLIENT-PRINCIPAL headers nobody vouches for.
     "WEBSITE_AUTH_ENABLED": "set by the platform when App Service authentication is on",
+    "WEBSITE_HOSTNAME": "set by the platform: the app's host name, for links to the dashboard",
 }
 
 # Settings the template sets that the Functions host or the platform reads, not the app's code.
@@ -319,7 +320,9 @@ def template_settings() -> tuple[dict[str, str], set[str]]:
     for key in top_level_keys(block):
         line = next(ln for ln in text[start:].splitlines() if re.match(rf"\s*{key}\s*:", ln))
         values[key] = line.split(":", 1)[1].strip()
-    families = {prefix for prefix in (SIGNING_KEY_PREFIX, WEBHOOK_SECRET_PREFIX) if f"'{prefix}${{" in text}
+    families = {
+        prefix for prefix in (SIGNING_KEY_PREFIX, WEBHOOK_SECRET_PREFIX, NOTIFY_PREFIX) if f"'{prefix}${{" in text
+    }
     return values, families
 
 
@@ -342,7 +345,7 @@ def test_every_setting_the_code_reads_is_set_by_the_template():
     setting_names, connections = bindings()
     missing = sorted((code_reads() | setting_names) - set(values) - set(NOT_SET_IN_AZURE))
     assert not missing, f"set these in infra/modules/functionapp.bicep (or explain why not): {missing}"
-    assert families == {SIGNING_KEY_PREFIX, WEBHOOK_SECRET_PREFIX}
+    assert families == {SIGNING_KEY_PREFIX, WEBHOOK_SECRET_PREFIX, NOTIFY_PREFIX}
     for connection in connections | {HOST_STORAGE}:
         assert f"{connection}__credential" in values, connection
         assert f"{connection}__clientId" in values, connection
@@ -539,7 +542,9 @@ def test_the_alert_rules_match_what_the_notifier_logs():
     text, _ = source(ALERTS)
     prefixes = dict(zip(re.findall(r"key: '(\w+)'", text), re.findall(r"prefix: '([^']+)'", text), strict=True))
     assert 'startswith "${rule.prefix}"' in text
-    severities = set(typing.get_args(typing.get_type_hints(Alert)["severity"]))
+    # Info notifications (a step started, a release succeeded) go to the configured sinks only, never to
+    # the log the alert rules watch.
+    severities = set(typing.get_args(typing.get_type_hints(Alert)["severity"])) - {"info"}
     assert set(prefixes) == severities
 
     records: list[logging.LogRecord] = []

@@ -24,7 +24,15 @@ from shared.domain.lifecycle.admission import (
     site_after,
     supersedable,
 )
-from shared.domain.lifecycle.alerts import alerts_sent, with_alert
+from shared.domain.lifecycle.alerts import (
+    EVENTS,
+    Delivery,
+    alerts_delivered,
+    alerts_sent,
+    announce,
+    due_alerts,
+    with_alert,
+)
 from shared.domain.lifecycle.decide import Needs, decide, needs
 from shared.domain.lifecycle.desired import DESIRED, allowed_weight, desired_weight
 from shared.domain.lifecycle.draft import IllegalTransition, OverrideRefused
@@ -42,18 +50,23 @@ from shared.domain.lifecycle.status import Status, new_version_share, status
 
 __all__ = [
     "DESIRED",
+    "EVENTS",
     "Admission",
+    "Delivery",
     "IllegalTransition",
     "Needs",
     "OverrideRefused",
     "Status",
     "admit",
+    "alerts_delivered",
     "alerts_sent",
     "allowed_weight",
+    "announce",
     "apply_override",
     "attention_at",
     "decide",
     "desired_weight",
+    "due_alerts",
     "needs",
     "new_release",
     "new_version_share",

@@ -91,10 +91,11 @@ class Draft:
             self.effects = [e for e in self.effects if not isinstance(e, SetWeight)]
         self.effects.append(effect)
 
-    def alert(self, severity: str, message: str) -> None:
+    def alert(self, severity: str, message: str, *, event: str = "warning", **details: Any) -> None:
         """Recorded with the state; the service delivers it after the save and keeps it until sent."""
         seq = self.release.alerts_raised + 1
-        entry = Alert(seq, "error" if severity == "error" else "warning", message, self.now)
+        level = severity if severity in ("info", "error") else "warning"
+        entry = Alert(seq, level, message, self.now, event=event, details=details)  # type: ignore[arg-type]
         self.update(outbox=(*self.release.outbox, entry), alerts_raised=seq)
 
     def save_first(self) -> None:
@@ -118,7 +119,7 @@ class Draft:
     def fail(self, reason: str) -> None:
         """A known-good state could not be restored: a person must act. The site stays held."""
         self.transition(Phase.FAILED, "failed", f"FAILED: {reason}", reason=reason, holds_site=True)
-        self.alert("error", f"release {self.release.id} failed: {reason}")
+        self.alert("error", f"release {self.release.id} failed: {reason}", event="failed", reason=reason)
 
     def stalled(self, seconds: int) -> bool:
         since = self.release.phase_since or self.release.created_at

@@ -112,4 +112,4 @@ def extend_or_pause(d: Draft, what: str, planned_seconds: int) -> None:
         f"{reason}; paused for a person (promote to accept, rollback to abandon, resume to wait longer)",
         evidence=[evidence_numbers(e) for e in a.evidence],
     )
-    d.alert("warning", f"release {r.id} paused: {reason}")
+    d.alert("warning", f"release {r.id} paused: {reason}", event="paused", reason=reason)

@@ -3,11 +3,14 @@ last good release; and the watch a failed release keeps over its site until it i
 
 from __future__ import annotations
 
+from typing import Any
+
+from shared.domain.analysis import judge
 from shared.domain.durations import format_duration
 from shared.domain.lifecycle.desired import converge_weight
 from shared.domain.lifecycle.draft import Draft, weight_is
 from shared.domain.lifecycle.promotion import claim_swap, swap_overdue, unconfirmed_swap_settling
-from shared.domain.model import Observation, Phase, RestoreStaging, SwapStatus
+from shared.domain.model import Observation, Phase, Release, RestoreStaging, SwapStatus
 
 
 def rolling_back(d: Draft, obs: Observation) -> None:
@@ -66,7 +69,18 @@ def rolling_back(d: Draft, obs: Observation) -> None:
         f"rolled back {d.label}: {r.reason or 'requested'}; production serves release "
         f"{slots.production_release or 'unknown'}",
     )
-    d.alert("warning", f"release {r.id} rolled back: {r.reason or 'requested'}")
+    d.alert(
+        "warning",
+        f"release {r.id} rolled back: {r.reason or 'requested'}",
+        event="rolledBack",
+        reason=r.reason or "requested",
+        measurements=judged_evidence(r),
+    )
+
+
+def judged_evidence(r: Release) -> list[dict[str, Any]]:
+    """The release's last evidence as the analysis judged it: each provider's numbers and limits."""
+    return [dict(judge(e, r.spec.analysis).numbers) for e in r.analysis.evidence]
 
 
 def failed(d: Draft, obs: Observation) -> None:

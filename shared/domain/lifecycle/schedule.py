@@ -92,7 +92,8 @@ def attention_at(r: Release) -> datetime | None:
         return None
     due = r.next_check_at
     if r.outbox:
-        retry = (r.updated_at or r.created_at) + timedelta(seconds=ALERT_RETRY_SECONDS)
+        soonest = (r.updated_at or r.created_at) + timedelta(seconds=ALERT_RETRY_SECONDS)
+        retry = min(a.retry_at or soonest for a in r.outbox)
         due = retry if due is None else min(due, retry)
     if due is None:
         # Unsettled but never due by itself (a final release that no longer holds its site and
