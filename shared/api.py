@@ -147,6 +147,7 @@ def release_view(release: Release, site: SiteState | None = None) -> dict[str, A
             "failures": release.validation.failures,
         },
         "analysis": {
+            "mode": spec.analysis.mode,
             "lastOutcome": release.analysis.last_outcome,
             "successes": release.analysis.successes,
             "failures": release.analysis.failures,

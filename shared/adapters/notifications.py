@@ -30,6 +30,7 @@ TITLES = {
     "succeeded": "Release succeeded",
     "failed": "Release FAILED: a person must act",
     "warning": "Release needs attention",
+    "advisory": "Advisory analysis would have acted",
 }
 COLOURS = {"rolledBack": "attention", "failed": "attention", "warning": "warning", "succeeded": "good"}
 

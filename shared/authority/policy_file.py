@@ -136,6 +136,7 @@ POLICY_SCHEMA: dict[str, Any] = {
                             "packageHosts": PATTERNS,
                         },
                     },
+                    "analysisMode": {"enum": ["enforce", "advisory", "either"]},
                     "approvals": {
                         "type": "object",
                         "additionalProperties": False,
@@ -295,6 +296,7 @@ def parse_policy(text: str, path: str = "release-policy.yaml") -> Policy:
                 forbidden_settings=tuple(r.get("settings", {}).get("forbidden", [])),
                 allowed_settings=tuple(r.get("settings", {}).get("allowed", [])),
                 key_vault_settings=tuple(r.get("settings", {}).get("keyVault", [])),
+                analysis_mode=r.get("analysisMode", "enforce"),
             )
             for r in document["targets"]
         ),

@@ -248,6 +248,13 @@ class AnalysisSettings:
     progress_deadline_seconds: int = 1800
     # How often a baking release is measured (and so woken): analysis does not run at every tick.
     interval_seconds: int = 60
+    # "advisory": measured and judged like any other, but the controller only records what it
+    # would have done (roll back, hold, pause); the plan's bakes alone move the release on.
+    mode: str = "enforce"
+
+    @property
+    def advisory(self) -> bool:
+        return self.mode == "advisory"
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,9 @@ class TargetRule:
     forbidden_settings: tuple[str, ...] = ()
     allowed_settings: tuple[str, ...] = ()
     key_vault_settings: tuple[str, ...] = ()
+    # Whose analysis acts: "enforce" (an event may not ask for advisory), "advisory" (every release
+    # of these sites only records what it would have done) or "either" (the event chooses).
+    analysis_mode: str = "enforce"
 
     def covers(self, spec: ReleaseSpec) -> bool:
         t = spec.target
@@ -298,6 +301,10 @@ def admit(policy: Policy, spec: ReleaseSpec, origin: Origin) -> Admitted:
     errors += _artifact_errors(spec, rule.artifacts)
     errors += _setting_errors(spec, rule)
     errors += _floor_errors(spec, rule.floors)
+    if spec.analysis.advisory and rule.analysis_mode == "enforce":
+        errors.append(
+            ("analysis.mode", f"advisory analysis is not allowed on this site (policy rule {rule.name} enforces it)")
+        )
     resolved, gate_errors = _resolve_gates(spec, policy)
     errors += gate_errors
     if errors:
@@ -308,6 +315,9 @@ def admit(policy: Policy, spec: ReleaseSpec, origin: Origin) -> Admitted:
     if before_promotion is not None and resolved.promotion is not Promotion.MANUAL:
         resolved = replace(resolved, promotion=Promotion.MANUAL)
         changes.append(f"promotion made manual: rule {rule.name} requires an approval before the swap")
+    if rule.analysis_mode == "advisory" and not resolved.analysis.advisory:
+        resolved = replace(resolved, analysis=replace(resolved.analysis, mode="advisory"))
+        changes.append(f"analysis made advisory: rule {rule.name} only records what it would do on these sites")
     canary = resolved.strategy.kind is StrategyKind.CANARY
     if before_traffic is not None and canary and not resolved.approve_before_traffic:
         resolved = replace(resolved, approve_before_traffic=True)

@@ -245,6 +245,11 @@ EVENT_SCHEMA: dict[str, Any] = {
                     1,
                     3600,
                 ),
+                "mode": {
+                    "enum": ["enforce", "advisory"],
+                    "description": "advisory: judge, but only record what would have been done (the release "
+                    "policy must allow it).",
+                },
             },
         },
         "metadata": {
@@ -639,6 +644,7 @@ def _build_spec(doc: dict[str, Any], release_id: str) -> ReleaseSpec:
             consecutive_successes=a.get("consecutiveSuccesses", d.consecutive_successes),
             progress_deadline_seconds=parse_duration(a.get("progressDeadline", d.progress_deadline_seconds)),
             interval_seconds=parse_duration(a.get("interval", d.interval_seconds)),
+            mode=a.get("mode", d.mode),
         ),
         metadata=Metadata(
             commit=metadata_doc.get("commit"),
@@ -706,6 +712,8 @@ def spec_to_document(spec: ReleaseSpec) -> dict[str, Any]:
     if a.interval_seconds != AnalysisSettings.interval_seconds:
         # Written only when set: plans stored before it existed keep their fingerprints.
         document["analysis"]["interval"] = a.interval_seconds
+    if a.advisory:
+        document["analysis"]["mode"] = a.mode
     if s.kind is StrategyKind.CANARY:
         document["approveBeforeTraffic"] = spec.approve_before_traffic
     return document

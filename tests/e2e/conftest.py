@@ -143,7 +143,7 @@ class E2E:
         return self.http.get(url, timeout=5).json()["version"]
 
 
-def build_e2e(emulator, table_store, clock, *, analyzer=None, platform=None, notifications=None) -> E2E:
+def build_e2e(emulator, table_store, clock, *, analyzer=None, platform=None, notifications=None, authority=None) -> E2E:
     """The controller as the Function App builds it, on the emulator, with the tests' policy and
     keys; the analyzer runs the http provider unless given."""
     platform = platform or make_platform(emulator)
@@ -156,7 +156,7 @@ def build_e2e(emulator, table_store, clock, *, analyzer=None, platform=None, not
         analyzer,
         notifier,
         clock,
-        authority=authority_for_tests(),
+        authority=authority or authority_for_tests(),
         notifications=notifications,
     )
     session = requests.Session()

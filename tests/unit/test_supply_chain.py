@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]+\])?==([^\s\\;]+)")
 # import name -> distribution name, where they differ
-DISTRIBUTIONS = {"yaml": "pyyaml", "jwt": "pyjwt", "azure": "azure-"}
+DISTRIBUTIONS = {"yaml": "pyyaml", "jwt": "pyjwt", "azure": "azure-", "opentelemetry": "opentelemetry-"}
 
 
 def _norm(name: str) -> str:

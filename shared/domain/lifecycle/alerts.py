@@ -12,7 +12,17 @@ from shared.domain.model import Alert, Decision, Release
 
 # What a notification may be about. The domain raises paused (inconclusive analysis), rolledBack,
 # failed and warning itself; the others are announced from the audit when a sink wants them.
-EVENTS = ("started", "stepAdvanced", "paused", "awaitingApproval", "rolledBack", "succeeded", "failed", "warning")
+EVENTS = (
+    "started",
+    "stepAdvanced",
+    "paused",
+    "awaitingApproval",
+    "rolledBack",
+    "succeeded",
+    "failed",
+    "warning",
+    "advisory",
+)
 ANNOUNCED = {
     "deploy.started": "started",
     "step.started": "stepAdvanced",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from shared.domain.lifecycle.desired import converge_weight, slot_still_runs_it
 from shared.domain.lifecycle.draft import Draft
-from shared.domain.lifecycle.judging import analyze
+from shared.domain.lifecycle.judging import analyze, would
 from shared.domain.model import Gate, Observation, Phase, ProviderKind, ReleaseSpec, WebhookStage
 
 
@@ -30,6 +30,12 @@ def gate_passed(d: Draft, obs: Observation, stage: WebhookStage) -> bool:
         return False
     refused = [g for g in obs.gates if not g.passed]
     d.update(gate_pending=None)
+    if refused and r.spec.analysis.advisory:
+        would(
+            d, "roll back", f"webhook gate ({stage}) said no: {refused[0].detail}", gates=[g.detail for g in obs.gates]
+        )
+        d.update(gates_passed=(*r.gates_passed, stage))
+        return True
     if refused:
         d.rollback(f"webhook gate ({stage}) said no: {refused[0].detail}", gates=[g.detail for g in obs.gates])
         return False

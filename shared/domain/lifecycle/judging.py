@@ -61,7 +61,12 @@ def analyze(d: Draft, obs: Observation, *, compare_to_stable: bool = True) -> Ve
     if verdict.outcome == "fail":
         failures = progress.failures + 1
         d.update(analysis=replace(progress, evidence=evidence, failures=failures, successes=0, last_outcome="fail"))
-        if failures > settings.failure_limit:
+        if failures > settings.failure_limit and settings.advisory:
+            if failures == settings.failure_limit + 1:  # once per step: the moment it would have acted
+                would(
+                    d, "roll back", f"analysis failed: {verdict.summary()}", analysis=verdict.numbers, measurements=kept
+                )
+        elif failures > settings.failure_limit:
             d.rollback(f"analysis failed: {verdict.summary()}", analysis=verdict.numbers, measurements=kept)
         else:
             d.record(
@@ -85,6 +90,26 @@ def analyze(d: Draft, obs: Observation, *, compare_to_stable: bool = True) -> Ve
 def judged_good(d: Draft) -> bool:
     a = d.release.analysis
     return a.last_outcome == "pass" and a.successes >= d.release.spec.analysis.consecutive_successes
+
+
+def would(d: Draft, action: str, why: str, **details: Any) -> None:
+    """Advisory analysis: record what the controller would have done, and do nothing."""
+    d.record("advisory", f"advisory analysis: would {action} {d.label}: {why}", would=action, **details)
+    d.alert("info", f"release {d.release.id} (advisory): would {action}: {why}", event="advisory", would=action)
+
+
+def bake_done(d: Draft, what: str, planned_seconds: int) -> bool:
+    """At the end of a bake: whether the release may go on. Enforced, only on good evidence (else
+    it waits longer, then pauses); advisory, always, after recording what would have held it."""
+    if judged_good(d):
+        return True
+    if not d.release.spec.analysis.advisory:
+        extend_or_pause(d, what, planned_seconds)
+        return False
+    outcome = d.release.analysis.last_outcome or "no data"
+    if outcome != "fail":  # a failure was recorded when it happened
+        would(d, "hold", f"{what}: analysis {outcome} at the end of the bake")
+    return True
 
 
 def extend_or_pause(d: Draft, what: str, planned_seconds: int) -> None:

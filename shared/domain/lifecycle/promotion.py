@@ -18,7 +18,7 @@ from shared.domain.durations import format_duration
 from shared.domain.lifecycle.desired import converge_weight
 from shared.domain.lifecycle.draft import Draft
 from shared.domain.lifecycle.gates import gate_passed
-from shared.domain.lifecycle.judging import analyze, extend_or_pause, judged_good
+from shared.domain.lifecycle.judging import analyze, bake_done
 from shared.domain.model import (
     CONTROLLER,
     AnalysisProgress,
@@ -158,7 +158,5 @@ def guarding(d: Draft, obs: Observation) -> None:
     guard = r.spec.strategy.guard_seconds
     if d.now < (r.phase_since or d.now) + timedelta(seconds=guard):
         return
-    if judged_good(d):
+    if bake_done(d, "guard window", guard):
         succeed(d, f"guard window of {format_duration(guard)} passed")
-    else:
-        extend_or_pause(d, "guard window", guard)

@@ -10,7 +10,7 @@ from shared.domain.durations import format_duration
 from shared.domain.lifecycle.desired import converge_weight, desired_weight, slot_still_runs_it
 from shared.domain.lifecycle.draft import Draft, pct
 from shared.domain.lifecycle.gates import await_approval, gate_passed
-from shared.domain.lifecycle.judging import analyze, evidence_numbers, extend_or_pause, judged_good
+from shared.domain.lifecycle.judging import analyze, bake_done, evidence_numbers
 from shared.domain.lifecycle.promotion import start_promotion
 from shared.domain.model import (
     CONTROLLER,
@@ -68,12 +68,10 @@ def shifting(d: Draft, obs: Observation) -> None:
     bake_end = r.step_started_at + timedelta(seconds=step.bake_seconds)
     if d.now < bake_end:
         return
-    if judged_good(d):
+    if bake_done(d, f"step {r.step + 1}/{len(steps)}", step.bake_seconds):
         if not gate_passed(d, obs, WebhookStage.EACH_STEP):
             return
         complete_step(d, verdict)
-    else:
-        extend_or_pause(d, f"step {r.step + 1}/{len(steps)}", step.bake_seconds)
 
 
 def complete_step(d: Draft, verdict: Verdict | None, *, actor: str = CONTROLLER, why: str = "") -> None:
