@@ -147,7 +147,9 @@ def stack(data_dir: Path) -> Iterator[dict[str, Any]]:
         started.callback(bootstrap.use, None)
         import function_app
 
-        host = LocalFunctionHost(function_app.app, settings, function_key=FUNCTION_KEY).start()
+        host = LocalFunctionHost(
+            function_app.app, settings, function_key=FUNCTION_KEY, browser_principal=principal_header(*ON_CALL)
+        ).start()
         started.callback(host.stop)
         site = emulator.site(SITE)
         visitors = Visitors(f"https://{site.front_door_host}/", emulator.ca_file, rate_per_second=80).start()
@@ -304,6 +306,7 @@ def describe(s: dict[str, Any]) -> None:
         f"""
 The local stack (everything on 127.0.0.1; Ctrl-C or SIGTERM stops it):
   Functions host   {host.url}/api   (function key: {FUNCTION_KEY})
+  Dashboard        {host.url}/api/dashboard   (in a browser: signed in as {ON_CALL[0]}, as App Service would)
   Service Bus      {bus.connection_string.split(";")[0]}   topic release-events, subscription controller (sessions)
   Azurite          {azurite.connection_string.split("TableEndpoint=")[-1].rstrip(";")}   (pid {azurite.process.pid})
   work queue       {queue_url}/release-work   (pid {queues.process.pid})

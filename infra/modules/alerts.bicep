@@ -99,4 +99,45 @@ resource controllerAlerts 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = 
   }
 ]
 
-output ruleIds array = [for (rule, i) in rules: controllerAlerts[i].id]
+// The controller's own health: reconciles or work messages failing, storage out, a bad configuration,
+// notifications given up, messages poisoned. Any of these for 15 minutes means releases may be stuck.
+resource healthAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-${baseName}-health'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Release controller: the controller itself is failing'
+    description: 'Reconciles, work messages, storage or notifications keep failing, or the app is misconfigured: releases may be stuck. See docs/operations.md (the controller\'s own health).'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: 'traces | where message has_any ("not reconciled:", "work message not sent:", "storage unavailable:", "the controller is misconfigured:", "gave up on the") | project timestamp, message, severityLevel, operation_Name, cloud_RoleInstance'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 2
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: notify
+      customProperties: {
+        source: 'release-controller'
+      }
+    }
+  }
+}
+
+output ruleIds array = concat([for (rule, i) in rules: controllerAlerts[i].id], [healthAlert.id])

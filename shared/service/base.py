@@ -276,6 +276,9 @@ class ServiceBase:
                 else:
                     delivered.append(sink)
             outcomes[alert.seq] = lifecycle.Delivery(tuple(delivered), tuple(failures))
+            if failures and alert.attempts + 1 >= lifecycle.MAX_NOTIFICATION_ATTEMPTS:
+                sinks = ", ".join(sink for sink, _ in failures)
+                log.error("release %s: gave up on the %s notification to %s", release.id, alert.event, sinks)
         current = loaded
         for _ in range(self.conflict_retries):
             decision = lifecycle.alerts_delivered(current.value, outcomes, self.clock.now())

@@ -33,6 +33,9 @@ from shared.domain.lifecycle.alerts import (
     due_alerts,
     with_alert,
 )
+from shared.domain.lifecycle.alerts import (
+    MAX_ATTEMPTS as MAX_NOTIFICATION_ATTEMPTS,
+)
 from shared.domain.lifecycle.decide import Needs, decide, needs
 from shared.domain.lifecycle.desired import DESIRED, allowed_weight, desired_weight
 from shared.domain.lifecycle.draft import IllegalTransition, OverrideRefused
@@ -51,6 +54,7 @@ from shared.domain.lifecycle.status import Status, new_version_share, status
 __all__ = [
     "DESIRED",
     "EVENTS",
+    "MAX_NOTIFICATION_ATTEMPTS",
     "Admission",
     "Delivery",
     "IllegalTransition",
