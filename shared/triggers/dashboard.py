@@ -66,7 +66,6 @@ def _person(req: func.HttpRequest, action: str) -> Actor:
 def _serve(req: func.HttpRequest, work: Callable[[str], func.HttpResponse]) -> func.HttpResponse:
     """Answer with ``work``'s page, or a page that says what went wrong (never a stack trace)."""
     script_nonce = pages.nonce()
-    viewer: Actor | None = None
     try:
         return work(script_nonce)
     except Problem as p:
@@ -85,7 +84,7 @@ def _serve(req: func.HttpRequest, work: Callable[[str], func.HttpResponse]) -> f
     except Exception:
         log.exception("unhandled error serving the dashboard")
         status, title, detail = 500, "Internal error", "the error is in the function's logs"
-    return _page(status, pages.problem(status, title, detail, viewer, script_nonce=script_nonce), script_nonce)
+    return _page(status, pages.problem(status, title, detail, None, script_nonce=script_nonce), script_nonce)
 
 
 def overview(req: func.HttpRequest) -> func.HttpResponse:

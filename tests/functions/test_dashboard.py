@@ -127,3 +127,12 @@ def test_an_unknown_or_malformed_release_id_is_a_404_page_that_echoes_nothing(in
     assert missing.status_code == 404
     bad = page(indexed, "dashboard_release", "/api/dashboard/releases/%3Cx%3E", route={"releaseId": "<x>"})
     assert bad[0].status_code == 404 and "<x>" not in bad[1]
+
+
+def test_stored_text_is_escaped_on_the_page(indexed, app):
+    submit(indexed)
+    tick(indexed, app, 5)
+    press(indexed, "pause", reason='<script>alert("x")</script><img src=x onerror=alert(1)>')
+    _, html = release_page(indexed)
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
