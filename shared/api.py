@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.codec import actor_to_record, iso, policy_to_record
+from shared.adapters.codec import actor_to_record, iso, policy_to_record, target_record
 from shared.domain import lifecycle
 from shared.domain.ledger import SiteLedger
 from shared.domain.model import Evidence, OverrideKind, Phase, Release, SiteState, VersionStats
@@ -103,12 +103,7 @@ def release_view(release: Release, site: SiteState | None = None) -> dict[str, A
     return {
         "releaseId": release.id,
         "version": spec.version,
-        "target": {
-            "subscriptionId": spec.target.subscription_id,
-            "resourceGroup": spec.target.resource_group,
-            "site": spec.target.site,
-            "slot": spec.target.slot,
-        },
+        "target": target_record(spec.target),
         "strategy": spec.strategy.kind.value,
         "phase": release.phase.value,
         "phaseMeaning": release.phase.meaning,

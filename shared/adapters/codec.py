@@ -25,6 +25,7 @@ from shared.domain.model import (
     Role,
     SiteState,
     SwapProgress,
+    Target,
     ValidationProgress,
     VersionStats,
     WebhookStage,
@@ -336,3 +337,8 @@ def _alert_from_record(a: dict[str, Any]) -> Alert:
         attempts=int(a.get("attempts") or 0),
         retry_at=parse_iso(a.get("retryAt")),
     )
+
+
+def target_record(t: Target) -> dict[str, str]:
+    """Where a release goes, as the API and the notifications show it."""
+    return {"subscriptionId": t.subscription_id, "resourceGroup": t.resource_group, "site": t.site, "slot": t.slot}

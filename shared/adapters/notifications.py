@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from shared.adapters.codec import target_record
 from shared.authority.proofs import sign
 from shared.domain.model import Alert, Release
 from shared.settings import NotificationSink
@@ -137,12 +138,7 @@ def cloudevent(release: Release, alert: Alert, link: str | None, source: str) ->
         "data": {
             "releaseId": release.id,
             "version": spec.version,
-            "target": {
-                "subscriptionId": spec.target.subscription_id,
-                "resourceGroup": spec.target.resource_group,
-                "site": spec.target.site,
-                "slot": spec.target.slot,
-            },
+            "target": target_record(spec.target),
             "event": alert.event,
             "severity": alert.severity,
             "message": alert.message,

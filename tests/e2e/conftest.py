@@ -190,6 +190,16 @@ def canary_event(release_id="web-1.1.0", version="1.1.0", steps=(10, 25, 50), se
     return doc
 
 
+def bad_canary_event(release_id="web-1.2.0", version="1.2.0", steps=(10, 50)):
+    """A two-step canary whose new version fails 60% of its requests."""
+    return canary_event(
+        release_id=release_id,
+        version=version,
+        steps=steps,
+        settings={"EMULATOR_ERROR_RATE": "0.6", "EMULATOR_LATENCY_MS": "0"},
+    )
+
+
 def canary_target():
     from shared.domain.model import Target
 

@@ -18,19 +18,14 @@ def main() -> int:
     from devstack.appservice import AppServiceEmulator
     from shared.adapters.memory import FakeClock
     from shared.adapters.table_store import TableReleaseStore
-    from tests.e2e.conftest import build_e2e, canary_event, emulator_config
+    from tests.e2e.conftest import bad_canary_event, build_e2e, emulator_config
 
     clock = FakeClock()
     store = TableReleaseStore.from_connection_string(os.environ["PROBE_STORE"], prefix=os.environ["PROBE_PREFIX"])
     with AppServiceEmulator(emulator_config(clock)) as emulator:
         e2e = build_e2e(emulator, store, clock)
         try:
-            doc = canary_event(
-                release_id="web-1.2.0",
-                version="1.2.0",
-                steps=(10, 50),
-                settings={"EMULATOR_ERROR_RATE": "0.6", "EMULATOR_LATENCY_MS": "0"},
-            )
+            doc = bad_canary_event()
             release_id = e2e.submit(doc)
             e2e.until(release_id, lambda r: r.is_final, seconds=60)
             print(e2e.phase(release_id).value)

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from shared.domain.model import Phase
 from tests.builders import authority_for_tests, body, ingest, policy_for_tests
-from tests.e2e.conftest import SITE, build_e2e, canary_event
-
-BAD = {"EMULATOR_ERROR_RATE": "0.6", "EMULATOR_LATENCY_MS": "0"}
+from tests.e2e.conftest import SITE, bad_canary_event, build_e2e
 
 
-def advisory_event(release_id="web-1.2.0", version="1.2.0", mode="advisory"):
-    doc = canary_event(release_id=release_id, version=version, steps=(10, 50), settings=BAD)
+def advisory_event(mode="advisory"):
+    doc = bad_canary_event()
     if mode:
         doc["analysis"]["mode"] = mode
     return doc

@@ -20,7 +20,7 @@ from devstack.funchost import LocalFunctionHost
 from shared import bootstrap
 from shared.domain.model import Phase
 from shared.settings import Settings
-from tests.e2e.conftest import build_e2e, canary_event
+from tests.e2e.conftest import bad_canary_event, build_e2e, canary_event
 from tests.functions.test_handlers import principal
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -54,14 +54,7 @@ def stack(emulator, table_store, azurite, table_prefix, clock):
     e2e = build_e2e(emulator, table_store, clock)
     good = e2e.submit(canary_event(release_id="web-1.1.0", version="1.1.0", steps=(10, 50)))
     e2e.until(good, lambda r: r.is_final, seconds=60)
-    bad = e2e.submit(
-        canary_event(
-            release_id="web-1.2.0",
-            version="1.2.0",
-            steps=(10, 50),
-            settings={"EMULATOR_ERROR_RATE": "0.6", "EMULATOR_LATENCY_MS": "0"},
-        )
-    )
+    bad = e2e.submit(bad_canary_event())
     e2e.until(bad, lambda r: r.is_final, seconds=60)
     running = e2e.submit(canary_event(release_id="web-1.3.0", version="1.3.0", steps=(10, 50)))
     settings = Settings.from_env(

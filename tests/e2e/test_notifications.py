@@ -12,7 +12,7 @@ from shared.authority.proofs import sign
 from shared.domain.lifecycle.alerts import MAX_ATTEMPTS
 from shared.domain.model import Phase
 from shared.settings import Settings
-from tests.e2e.conftest import build_e2e, canary_event
+from tests.e2e.conftest import bad_canary_event, build_e2e, canary_event
 
 SECRET = "notify-secret"
 
@@ -56,12 +56,7 @@ def test_a_rolled_back_release_tells_teams_the_failing_numbers_and_sends_a_signe
     teams, slack, hook = receivers
     e2e = build_e2e(emulator, table_store, clock, notifications=notifications(teams, slack, hook))
     try:
-        doc = canary_event(
-            release_id="web-1.2.0",
-            version="1.2.0",
-            steps=(10, 50),
-            settings={"EMULATOR_ERROR_RATE": "0.6", "EMULATOR_LATENCY_MS": "0"},
-        )
+        doc = bad_canary_event()
         release_id = e2e.submit(doc)
         e2e.until(release_id, lambda r: r.is_final, seconds=60)
         release = e2e.service.get(release_id)
