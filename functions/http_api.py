@@ -88,6 +88,22 @@ def list_rejections(req: func.HttpRequest) -> func.HttpResponse:
     return http.list_rejections(req)
 
 
+@bp.function_name("list_quarantine")
+@bp.route(route="quarantine", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_quarantine(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import http
+
+    return http.list_quarantine(req)
+
+
+@bp.function_name("lift_quarantine")
+@bp.route(route="sites/{siteKey}/quarantine/{version}/lift", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def lift_quarantine(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import http
+
+    return http.lift_quarantine(req)
+
+
 @bp.function_name("healthz")
 @bp.route(route="healthz", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def healthz(req: func.HttpRequest) -> func.HttpResponse:

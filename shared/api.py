@@ -11,7 +11,7 @@ from typing import Any
 from shared.adapters.codec import actor_to_record, iso, policy_to_record, target_record
 from shared.domain import lifecycle
 from shared.domain.ledger import SiteLedger
-from shared.domain.model import Evidence, OverrideKind, Phase, Release, SiteState, VersionStats
+from shared.domain.model import Evidence, OverrideKind, Phase, Quarantine, Release, SiteState, VersionStats
 from shared.domain.policy import KEY_VAULT_REFERENCE
 from shared.domain.schema import RELEASE_ID_PATTERN, SchemaError, matches, spec_to_document, strict_json
 from shared.ports import ReleaseSummary, StoredAudit, StoredMeasurement
@@ -420,5 +420,21 @@ def rejection_view(row: Mapping[str, Any]) -> dict[str, Any]:
         # what arrived, before anything was withheld: to match it with what the sender has
         "received": {
             k: v for k, v in (row.get("details") or {}).items() if k in ("refusal", "receivedBytes", "receivedSha256")
+        },
+    }
+
+
+def quarantine_view(site_key: str, q: Quarantine) -> dict[str, Any]:
+    return {
+        "siteKey": site_key,
+        "site": site_key.rsplit("~", maxsplit=1)[-1],
+        "version": q.version,
+        "releaseId": q.release_id,
+        "reason": q.reason,
+        "at": iso(q.at),
+        "rule": q.rule,
+        "links": {
+            "release": f"/api/releases/{q.release_id}",
+            "lift": f"/api/sites/{site_key}/quarantine/{q.version}/lift",
         },
     }

@@ -321,6 +321,10 @@ class ReleaseStore(Protocol):
         """The measurements kept for a release, newest first. Raises ReleaseNotFound."""
         ...
 
+    def list_sites(self) -> list[SiteState]:
+        """Every site's row (the sites the controller has released to)."""
+        ...
+
     def list_site_releases(self, site_key: str) -> list[Versioned[Release]]:
         """Every release of one site, whole, newest first (one partition read)."""
         ...

@@ -20,6 +20,7 @@ from shared.domain.model import (
     LastGood,
     Phase,
     ProviderKind,
+    Quarantine,
     Release,
     ReleaseSpec,
     Role,
@@ -111,6 +112,7 @@ def policy_to_record(p: EffectivePolicy | None) -> dict[str, Any] | None:
         "beforePromotion": _approval(p.before_promotion),
         "twoPerson": p.two_person,
         "changes": list(p.changes),
+        "quarantine": p.quarantine,
     }
 
 
@@ -124,6 +126,7 @@ def policy_from_record(d: dict[str, Any] | None) -> EffectivePolicy | None:
         before_promotion=_approval_from(d.get("beforePromotion")),
         two_person=d.get("twoPerson", True),
         changes=tuple(d.get("changes", [])),
+        quarantine=d.get("quarantine", "site"),
     )
 
 
@@ -265,11 +268,17 @@ def last_good_from_record(d: dict[str, Any] | None) -> LastGood | None:
 
 
 def site_to_record(site: SiteState) -> dict[str, Any]:
-    return {
+    record: dict[str, Any] = {
         "active": site.active,
         "queued": site.queued,
         "lastGood": last_good_to_record(site.last_good),
     }
+    if site.quarantined:
+        record["quarantined"] = [
+            {"version": q.version, "releaseId": q.release_id, "reason": q.reason, "at": iso(q.at), "rule": q.rule}
+            for q in site.quarantined
+        ]
+    return record
 
 
 def site_from_record(site_key: str, d: dict[str, Any]) -> SiteState:
@@ -278,6 +287,10 @@ def site_from_record(site_key: str, d: dict[str, Any]) -> SiteState:
         active=d.get("active"),
         queued=d.get("queued"),
         last_good=last_good_from_record(d.get("lastGood")),
+        quarantined=tuple(
+            Quarantine(q["version"], q["releaseId"], q["reason"], parse_iso(q["at"]), q.get("rule", ""))  # type: ignore[arg-type]
+            for q in d.get("quarantined") or []
+        ),
     )
 
 

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -655,6 +656,12 @@ class TableReleaseStore:
                 if not token or len(items) >= limit:
                     break
         return Page(items[:limit], encode_cursor(token) if token else None)
+
+    def list_sites(self) -> list[SiteState]:
+        with self._errors("listing sites"):
+            rows = list(self._releases.query_entities("RowKey eq @site", parameters={"site": "site"}))
+        # PartitionKey is the site key with a few characters %-escaped (table_key): unquote reverses it.
+        return [site_from_record(unquote(row["PartitionKey"]), json.loads(row["State"])) for row in rows]
 
     def list_site_releases(self, site_key: str) -> list[Versioned[Release]]:
         with self._errors("reading a site's releases"):

@@ -137,6 +137,7 @@ POLICY_SCHEMA: dict[str, Any] = {
                         },
                     },
                     "analysisMode": {"enum": ["enforce", "advisory", "either"]},
+                    "quarantine": {"enum": ["site", "app", "off"]},
                     "approvals": {
                         "type": "object",
                         "additionalProperties": False,
@@ -297,6 +298,7 @@ def parse_policy(text: str, path: str = "release-policy.yaml") -> Policy:
                 allowed_settings=tuple(r.get("settings", {}).get("allowed", [])),
                 key_vault_settings=tuple(r.get("settings", {}).get("keyVault", [])),
                 analysis_mode=r.get("analysisMode", "enforce"),
+                quarantine=r.get("quarantine", "site"),
             )
             for r in document["targets"]
         ),

@@ -33,6 +33,7 @@ ACTION_ROLES: dict[str, Role] = {
     "rejections": Role.READER,
     "stats": Role.READER,
     "dashboard": Role.READER,
+    "quarantine": Role.READER,
     "submit": Role.SUBMITTER,
     "pause": Role.OPERATOR,
     "resume": Role.OPERATOR,
@@ -42,6 +43,7 @@ ACTION_ROLES: dict[str, Role] = {
     "release-site": Role.OPERATOR,
     "approve": Role.APPROVER,
     "promote-full": Role.APPROVER,
+    "lift-quarantine": Role.ADMIN,
 }
 
 

@@ -160,6 +160,9 @@ class EffectivePolicy:
     before_promotion: ApprovalRule | None = None
     two_person: bool = True
     changes: tuple[str, ...] = ()
+    # What a rollback quarantines: "site" (the version on this site), "app" (on every site of the
+    # same policy rule) or "off".
+    quarantine: str = "site"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,11 +379,30 @@ class LastGood:
 
 
 @dataclass(frozen=True)
+class Quarantine:
+    """A version rolled back on a site: a new release of it there is refused until an admin lifts it."""
+
+    version: str
+    release_id: str  # the release that was rolled back
+    reason: str
+    at: datetime
+    rule: str = ""  # the policy rule it was released under (the "app", for app-wide quarantine)
+
+
+# A site keeps at most this many quarantined versions (the oldest are forgotten).
+QUARANTINE_KEPT = 50
+
+
+@dataclass(frozen=True)
 class SiteState:
     site_key: str
     active: str | None = None
     queued: str | None = None
     last_good: LastGood | None = None
+    quarantined: tuple[Quarantine, ...] = ()
+
+    def quarantine_of(self, version: str) -> Quarantine | None:
+        return next((q for q in self.quarantined if q.version == version), None)
 
 
 @dataclass(frozen=True)

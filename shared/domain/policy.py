@@ -154,6 +154,8 @@ class TargetRule:
     # Whose analysis acts: "enforce" (an event may not ask for advisory), "advisory" (every release
     # of these sites only records what it would have done) or "either" (the event chooses).
     analysis_mode: str = "enforce"
+    # What a rollback quarantines: "site", "app" (every site this rule covers) or "off".
+    quarantine: str = "site"
 
     def covers(self, spec: ReleaseSpec) -> bool:
         t = spec.target
@@ -334,6 +336,7 @@ def admit(policy: Policy, spec: ReleaseSpec, origin: Origin) -> Admitted:
         before_promotion=before_promotion,
         two_person=rule.two_person,
         changes=tuple(changes),
+        quarantine=rule.quarantine,
     )
     return Admitted(resolved, effective)
 

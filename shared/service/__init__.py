@@ -14,7 +14,7 @@ terminal ones take the release down its rollback path.
 
 from shared.service.base import IngestResult, ReconcileResult, TickReport, TooManyConflicts
 from shared.service.intake import Intake
-from shared.service.overrides import Overrides
+from shared.service.overrides import NotQuarantined, Overrides
 from shared.service.reconcile import Reconciler
 from shared.service.scheduling import Dispatcher, DispatchReport
 
@@ -26,6 +26,7 @@ class ReleaseService(Intake, Reconciler, Dispatcher, Overrides):
 __all__ = [
     "DispatchReport",
     "IngestResult",
+    "NotQuarantined",
     "ReconcileResult",
     "ReleaseService",
     "TickReport",

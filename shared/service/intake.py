@@ -14,7 +14,16 @@ from shared.authority.proofs import EventProof, ProofRefused
 from shared.authority.redaction import redact_event
 from shared.domain import lifecycle, policy
 from shared.domain.lifecycle import OverrideRefused
-from shared.domain.model import Actor, Decision, EffectivePolicy, Override, OverrideKind, Release, ReleaseSpec
+from shared.domain.model import (
+    Actor,
+    Decision,
+    EffectivePolicy,
+    Override,
+    OverrideKind,
+    Release,
+    ReleaseSpec,
+    SiteState,
+)
 from shared.domain.schema import MAX_EVENT_BYTES, SchemaError, parse_release_event, spec_fingerprint
 from shared.ports import (
     ConcurrencyConflict,
@@ -28,6 +37,10 @@ from shared.ports import (
     Versioned,
 )
 from shared.service.base import IngestResult, ServiceBase, TooManyConflicts, log, one_message_per_release
+
+
+class Quarantined(Exception):
+    """The version was rolled back on the site (or its app) and no admin has lifted that."""
 
 
 class Intake(ServiceBase):
@@ -64,14 +77,17 @@ class Intake(ServiceBase):
             if reuse is not None:
                 return self._refuse(body, message_id, source, "unproven", [reuse], keep_rejections)
         submitters = (origin.actor,) + ((caller,) if caller is not None and caller.id != origin.actor.id else ())
-        return self.submit(
-            admitted.spec,
-            actor=origin.actor.label,
-            source=source,
-            fingerprint=fingerprint,
-            submitters=submitters,
-            effective=admitted.policy,
-        )
+        try:
+            return self.submit(
+                admitted.spec,
+                actor=origin.actor.label,
+                source=source,
+                fingerprint=fingerprint,
+                submitters=submitters,
+                effective=admitted.policy,
+            )
+        except Quarantined as exc:
+            return self._refuse(body, message_id, source, "forbidden", [("version", str(exc))], keep_rejections)
 
     def _spend_token(self, origin: policy.Origin, release_id: str, fingerprint: str) -> tuple[str, str] | None:
         """A CI token proves who sent an event, not which body: each token may carry one release
@@ -144,6 +160,9 @@ class Intake(ServiceBase):
             view = self.store.load_admission(spec.target.site_key, spec.release_id, claim.created_at)
             if view.existing is not None:
                 return IngestResult("duplicate", view.existing.value)
+            refusal = self._quarantine_refusal(spec, effective, view.site.value)
+            if refusal is not None:
+                raise Quarantined(refusal)
             placed = self._place(created, fingerprint, self.clock.now(), view=view)
             if placed is None:
                 continue
@@ -155,6 +174,15 @@ class Intake(ServiceBase):
             release = started.release or self.store.load_release(spec.release_id).value
             return IngestResult("created", release)
         raise TooManyConflicts(f"could not create release {spec.release_id}: the site kept changing")
+
+    def _quarantine_refusal(self, spec: ReleaseSpec, effective: EffectivePolicy | None, site: SiteState) -> str | None:
+        """A version rolled back on this site (or, by policy, on any site of its rule) is refused."""
+        scope = effective.quarantine if effective is not None else "site"
+        rule = effective.rule if effective is not None else ""
+        sites = [site]
+        if scope == "app":
+            sites += [s for s in self.store.list_sites() if s.site_key != site.site_key]
+        return lifecycle.quarantine_refusal(spec.version, rule, scope, sites)
 
     def _place(
         self,

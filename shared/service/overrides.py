@@ -8,13 +8,25 @@ from typing import Any
 from shared import telemetry
 from shared.domain import lifecycle
 from shared.domain.ledger import SiteLedger, ledger
-from shared.domain.model import Actor, Override, OverrideKind, Phase, Release, SiteState
-from shared.ports import ConcurrencyConflict, Page, ReleaseSummary, StoredAudit, StoredMeasurement
+from shared.domain.model import Actor, Override, OverrideKind, Phase, Quarantine, Release, SiteState
+from shared.ports import (
+    ConcurrencyConflict,
+    Page,
+    ReleaseSummary,
+    ReleaseWrite,
+    StoredAudit,
+    StoredMeasurement,
+    Versioned,
+)
 from shared.service.base import ServiceBase, TooManyConflicts, log, one_message_per_release
 
 # The ledger reads at most this many releases (newest pages first), in pages of this size.
 STATS_LIMIT = 10_000
 MAX_STATS_PAGE = 1000
+
+
+class NotQuarantined(LookupError):
+    """Nothing to lift: the version is not quarantined on the site."""
 
 
 class Overrides(ServiceBase):
@@ -35,6 +47,32 @@ class Overrides(ServiceBase):
                 log.info("release %s: %s by %s", release_id, kind.value, actor.id)
             return self._settle(committed, handed_to).value
         raise TooManyConflicts(f"release {release_id} kept changing; try again")
+
+    def lift_quarantine(self, site_key: str, version: str, *, actor: Actor, reason: str) -> Quarantine:
+        """An admin lets a rolled-back version be released on a site again. Raises NotQuarantined,
+        TooManyConflicts."""
+        for _ in range(self.conflict_retries):
+            site = self.store.load_site(site_key)
+            entry = site.value.quarantine_of(version)
+            if entry is None:
+                raise NotQuarantined(f"version {version} is not quarantined on {site_key}")
+            loaded = self.store.load_release(entry.release_id)
+            decision, new_site = lifecycle.lift_quarantine(
+                loaded.value, site.value, version, actor, reason, self.clock.now()
+            )
+            write = ReleaseWrite(decision.release, loaded.etag, decision.audit)
+            try:
+                self.store.commit(site_key, [write], Versioned(new_site, site.etag))
+            except ConcurrencyConflict:
+                continue
+            log.info("quarantine of %s on %s lifted by %s", version, site_key, actor.id)
+            return entry
+        raise TooManyConflicts(f"site {site_key} kept changing; try again")
+
+    def quarantined(self) -> list[tuple[str, Quarantine]]:
+        """Every quarantined version, by site key, newest first."""
+        entries = [(s.site_key, q) for s in self.store.list_sites() for q in s.quarantined]
+        return sorted(entries, key=lambda e: e[1].at, reverse=True)
 
     # -- queries ---------------------------------------------------------------------------------
 

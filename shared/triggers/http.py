@@ -26,6 +26,7 @@ from shared.api import (
     parse_list_query,
     parse_reason,
     parse_rejections_query,
+    quarantine_view,
     rejection_view,
     release_view,
     require_json,
@@ -39,7 +40,7 @@ from shared.domain.lifecycle import OverrideRefused
 from shared.domain.model import Actor, OverrideKind
 from shared.domain.schema import MAX_EVENT_BYTES
 from shared.ports import ReleaseIdConflict, ReleaseNotFound, StoreUnavailable
-from shared.service import TooManyConflicts
+from shared.service import NotQuarantined, TooManyConflicts
 from shared.settings import SettingsError
 
 log = logging.getLogger("release_controller.http")
@@ -124,6 +125,8 @@ def _handle(req: func.HttpRequest, route: str, work: Callable[[], func.HttpRespo
             ),
             req,
         )
+    except NotQuarantined as exc:
+        return _problem(Problem(404, "not-quarantined", "Not quarantined", str(exc)), req)
     except TooManyConflicts as exc:
         return _problem(Problem(503, "busy", "The release is changing; try again", str(exc)), req, {"Retry-After": "1"})
     except (SettingsError, PolicyError) as exc:
@@ -288,3 +291,27 @@ def list_rejections(req: func.HttpRequest) -> func.HttpResponse:
         return _json(200, {"day": query.day, "items": [rejection_view(r) for r in rows]})
 
     return _handle(req, "GET /api/rejections", work)
+
+
+def list_quarantine(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        _who(req, "quarantine")
+        entries = bootstrap.get_service().quarantined()
+        return _json(200, {"items": [quarantine_view(site_key, q) for site_key, q in entries]})
+
+    return _handle(req, "GET /api/quarantine", work)
+
+
+def lift_quarantine(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        actor = _who(req, "lift-quarantine")
+        site_key = req.route_params.get("siteKey", "")
+        version = req.route_params.get("version", "")
+        if not (0 < len(site_key) <= 400 and site_key.count("~") == 2) or not (0 < len(version) <= 128):
+            raise bad_request("no such site or version", [("siteKey", "is subscriptionId~resourceGroup~site")])
+        require_json(req.headers)
+        reason = parse_reason(req.get_body() or b"")
+        entry = bootstrap.get_service().lift_quarantine(site_key, version, actor=actor, reason=reason)
+        return _json(200, {"lifted": quarantine_view(site_key, entry), "by": actor.label, "reason": reason})
+
+    return _handle(req, "POST /api/sites/{siteKey}/quarantine/{version}/lift", work)

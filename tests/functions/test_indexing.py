@@ -34,6 +34,8 @@ def test_every_function_is_registered_with_its_trigger(indexed):
         "get_stats": "httpTrigger",
         "list_rejections": "httpTrigger",
         "healthz": "httpTrigger",
+        "list_quarantine": "httpTrigger",
+        "lift_quarantine": "httpTrigger",
         "dashboard": "httpTrigger",
         "dashboard_release": "httpTrigger",
         "dashboard_action": "httpTrigger",
@@ -57,6 +59,8 @@ def test_http_routes_methods_and_auth_levels(indexed):
         "get_stats": ("stats", ("GET",), "FUNCTION"),
         "list_rejections": ("rejections", ("GET",), "FUNCTION"),
         "healthz": ("healthz", ("GET",), "ANONYMOUS"),
+        "list_quarantine": ("quarantine", ("GET",), "FUNCTION"),
+        "lift_quarantine": ("sites/{siteKey}/quarantine/{version}/lift", ("POST",), "FUNCTION"),
         # A browser cannot send a function key: the dashboard requires App Service's signed-in person.
         "dashboard": ("dashboard", ("GET",), "ANONYMOUS"),
         "dashboard_release": ("dashboard/releases/{releaseId}", ("GET",), "ANONYMOUS"),

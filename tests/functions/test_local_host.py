@@ -51,6 +51,8 @@ def test_it_finds_every_trigger_of_the_app(host):
         "get_stats",
         "list_rejections",
         "healthz",
+        "list_quarantine",
+        "lift_quarantine",
         "dashboard",
         "dashboard_release",
         "dashboard_action",

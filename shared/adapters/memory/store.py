@@ -254,6 +254,11 @@ class InMemoryReleaseStore:
         )
         return Page([summarize(r) for r in page], next_cursor)
 
+    def list_sites(self) -> list[SiteState]:
+        with self._lock:
+            self._check_available()
+            return [site_from_record(key, copy.deepcopy(row.data)) for key, row in sorted(self._sites.items())]
+
     def list_site_releases(self, site_key: str) -> list[Versioned[Release]]:
         with self._lock:
             self._check_available()

@@ -16,6 +16,7 @@ from shared.domain.durations import format_duration
 from shared.domain.lifecycle.draft import Draft, OverrideRefused, pct
 from shared.domain.model import (
     CONTROLLER,
+    QUARANTINE_KEPT,
     Actor,
     AuditEntry,
     Decision,
@@ -24,6 +25,7 @@ from shared.domain.model import (
     Observation,
     Override,
     Phase,
+    Quarantine,
     Release,
     ReleaseSpec,
     SiteState,
@@ -171,7 +173,52 @@ def site_after(site: SiteState, release: Release) -> SiteState:
     if release.phase is Phase.SUCCEEDED:
         spec = release.spec
         site = replace(site, last_good=LastGood(release.id, spec.version, spec.artifact, dict(spec.app_settings)))
+    policy = release.policy
+    if release.phase is Phase.ROLLED_BACK and (policy is None or policy.quarantine != "off"):
+        entry = Quarantine(
+            release.spec.version,
+            release.id,
+            release.reason or "rolled back",
+            release.finished_at or release.updated_at or release.created_at,
+            policy.rule if policy else "",
+        )
+        kept = tuple(q for q in site.quarantined if q.version != entry.version)
+        site = replace(site, quarantined=(*kept, entry)[-QUARANTINE_KEPT:])
     return site
+
+
+def lift_quarantine(
+    rolled_back: Release, site: SiteState, version: str, actor: Actor, reason: str, now: datetime
+) -> tuple[Decision, SiteState]:
+    """An admin lifts a quarantine: the site forgets it, and the rolled-back release's audit says who
+    lifted it and why."""
+    d = Draft(rolled_back, now)
+    where = rolled_back.spec.target.site
+    d.record(
+        "quarantine.lifted",
+        f"quarantine of version {version} on {where} lifted by {actor.label}: {reason}",
+        actor=actor.label,
+        version=version,
+    )
+    return d.finish(), replace(site, quarantined=tuple(q for q in site.quarantined if q.version != version))
+
+
+def quarantine_refusal(version: str, rule: str, scope: str, sites: list[SiteState]) -> str | None:
+    """Why a new release of ``version`` is refused: it was rolled back on its site (``sites[0]``),
+    or, with ``scope`` "app", on any site released under the same policy rule."""
+    if scope == "off":
+        return None
+    for n, site in enumerate(sites):
+        q = site.quarantine_of(version)
+        if q is None or (n > 0 and (scope != "app" or q.rule != rule)):
+            continue
+        where = "on this site" if n == 0 else f"on {site.site_key.split('~')[-1]} (policy rule {rule})"
+        return (
+            f"version {version} is quarantined {where}: release {q.release_id} was rolled back at "
+            f"{q.at:%Y-%m-%d %H:%M}Z: {q.reason}. An admin may lift the quarantine with a reason "
+            f"(POST /api/sites/{site.site_key}/quarantine/{version}/lift)"
+        )
+    return None
 
 
 def pending(d: Draft, obs: Observation) -> None:
