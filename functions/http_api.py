@@ -104,6 +104,14 @@ def lift_quarantine(req: func.HttpRequest) -> func.HttpResponse:
     return http.lift_quarantine(req)
 
 
+@bp.function_name("redeploy_site")
+@bp.route(route="sites/{siteKey}/redeploy", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def redeploy_site(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import http
+
+    return http.redeploy_site(req)
+
+
 @bp.function_name("healthz")
 @bp.route(route="healthz", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def healthz(req: func.HttpRequest) -> func.HttpResponse:

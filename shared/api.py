@@ -11,9 +11,28 @@ from typing import Any
 from shared.adapters.codec import actor_to_record, iso, policy_to_record, target_record
 from shared.domain import lifecycle
 from shared.domain.ledger import SiteLedger
-from shared.domain.model import Evidence, OverrideKind, Phase, Quarantine, Release, SiteState, VersionStats
+from shared.domain.model import (
+    Evidence,
+    OverrideKind,
+    Phase,
+    Quarantine,
+    Release,
+    SiteState,
+    Target,
+    VersionStats,
+)
 from shared.domain.policy import KEY_VAULT_REFERENCE
-from shared.domain.schema import RELEASE_ID_PATTERN, SchemaError, matches, spec_to_document, strict_json
+from shared.domain.schema import (
+    RELEASE_ID_PATTERN,
+    RESOURCE_GROUP_PATTERN,
+    SITE_PATTERN,
+    SLOT_PATTERN,
+    SUBSCRIPTION_PATTERN,
+    SchemaError,
+    matches,
+    spec_to_document,
+    strict_json,
+)
 from shared.ports import ReleaseSummary, StoredAudit, StoredMeasurement
 
 PROBLEM_BASE = "https://release-controller.example/problems/"
@@ -150,6 +169,8 @@ def release_view(release: Release, site: SiteState | None = None) -> dict[str, A
         },
         "retryOf": spec.retry_of,
         "retriedAs": release.retried_as,
+        "redeployOf": spec.redeploy_of,
+        "redeployedAs": list(release.redeployed_as),
         "supersededBy": release.superseded_by,
         "createdAt": iso(release.created_at),
         "updatedAt": iso(release.updated_at),
@@ -312,6 +333,40 @@ def parse_reason(body: bytes) -> str:
         raise bad_request("the override request is not valid", errors)
     assert isinstance(reason, str)
     return reason.strip()
+
+
+def parse_redeploy(body: bytes) -> tuple[Target, str]:
+    """``{"to": {"subscriptionId", "resourceGroup", "site", "slot"?}, "reason": "..."}``."""
+    try:
+        doc = strict_json(body or b"{}", max_bytes=MAX_OVERRIDE_BODY, what="the body")
+    except SchemaError as exc:
+        raise bad_request("the body is not valid JSON", [(f or "(body)", m) for f, m in exc.errors]) from None
+    if not isinstance(doc, dict):
+        raise bad_request("the body must be a JSON object", [("(body)", "must be a JSON object")])
+    errors = [(k, "is not a known field") for k in doc if k not in ("to", "reason")]
+    problem = reason_problem(doc.get("reason"))
+    if problem:
+        errors.append(("reason", problem))
+    to = doc.get("to")
+    fields = {
+        "subscriptionId": SUBSCRIPTION_PATTERN,
+        "resourceGroup": RESOURCE_GROUP_PATTERN,
+        "site": SITE_PATTERN,
+        "slot": SLOT_PATTERN,
+    }
+    if not isinstance(to, dict):
+        errors.append(("to", "is required: the site to redeploy to, {subscriptionId, resourceGroup, site, slot?}"))
+    else:
+        errors += [(f"to.{k}", "is not a known field") for k in to if k not in fields]
+        for name, pattern in fields.items():
+            value = to.get(name, "staging" if name == "slot" else None)
+            if not isinstance(value, str) or not matches(pattern, value):
+                errors.append((f"to.{name}", f"is required and must match {pattern}"))
+    if errors:
+        raise bad_request("the redeploy request is not valid", errors)
+    assert isinstance(to, dict)
+    target = Target(to["subscriptionId"], to["resourceGroup"], to["site"], to.get("slot", "staging"))
+    return target, str(doc["reason"]).strip()
 
 
 def reason_problem(reason: object) -> str | None:

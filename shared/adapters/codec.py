@@ -57,7 +57,10 @@ def spec_to_record(spec: ReleaseSpec) -> dict[str, Any]:
         for i, p in enumerate(spec.analysis.providers)
         if p.url is not None
     ]
-    return {"event": spec_to_document(spec), "retryOf": spec.retry_of, "gates": gates}
+    record = {"event": spec_to_document(spec), "retryOf": spec.retry_of, "gates": gates}
+    if spec.redeploy_of:
+        record["redeployOf"] = spec.redeploy_of
+    return record
 
 
 def spec_from_record(record: dict[str, Any]) -> ReleaseSpec:
@@ -71,7 +74,7 @@ def spec_from_record(record: dict[str, Any]) -> ReleaseSpec:
             allow_networks=tuple(gate.get("allowNetworks", [])),
         )
     spec = replace(spec, analysis=replace(spec.analysis, providers=tuple(providers)))
-    return replace(spec, retry_of=record["retryOf"]) if record.get("retryOf") else spec
+    return replace(spec, retry_of=record.get("retryOf") or None, redeploy_of=record.get("redeployOf") or None)
 
 
 def actor_to_record(a: Actor) -> dict[str, Any]:
@@ -183,6 +186,7 @@ def state_to_record(r: Release) -> dict[str, Any]:
         "policy": policy_to_record(r.policy),
         "reason": r.reason,
         "retriedAs": r.retried_as,
+        "redeployedAs": list(r.redeployed_as),
         "supersededBy": r.superseded_by,
         "nextCheckAt": iso(r.next_check_at),
         "finishedAt": iso(r.finished_at),
@@ -243,6 +247,7 @@ def release_from_records(spec: ReleaseSpec, s: dict[str, Any]) -> Release:
         policy=policy_from_record(s.get("policy")),
         reason=s.get("reason"),
         retried_as=s.get("retriedAs"),
+        redeployed_as=tuple(s.get("redeployedAs") or ()),
         superseded_by=s.get("supersededBy"),
         next_check_at=parse_iso(s.get("nextCheckAt")),
         finished_at=parse_iso(s.get("finishedAt")),

@@ -41,6 +41,7 @@ ACTION_ROLES: dict[str, Role] = {
     "retry": Role.OPERATOR,
     "promote": Role.OPERATOR,
     "release-site": Role.OPERATOR,
+    "redeploy": Role.OPERATOR,
     "approve": Role.APPROVER,
     "promote-full": Role.APPROVER,
     "lift-quarantine": Role.ADMIN,

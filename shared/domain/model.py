@@ -281,6 +281,8 @@ class ReleaseSpec:
     analysis: AnalysisSettings = AnalysisSettings()
     metadata: Metadata = Metadata()
     retry_of: str | None = None
+    # A redeploy of another site's release (disaster recovery): that release's id.
+    redeploy_of: str | None = None
 
     @property
     def is_canary(self) -> bool:
@@ -507,6 +509,7 @@ class Release:
     alerts_raised: int = 0
     reason: str | None = None
     retried_as: str | None = None
+    redeployed_as: tuple[str, ...] = ()  # releases of this one's plan on other sites
     superseded_by: str | None = None
     next_check_at: datetime | None = None
     finished_at: datetime | None = None

@@ -36,6 +36,10 @@ from shared.domain.model import (
 SCHEMA_ID = "https://release-controller.example/schemas/release-event.v1.json"
 MAX_EVENT_BYTES = 64 * 1024
 RELEASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+SUBSCRIPTION_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+RESOURCE_GROUP_PATTERN = r"^[A-Za-z0-9_().-]{0,89}[A-Za-z0-9_()-]$"
+SITE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,58}[A-Za-z0-9]$"
+SLOT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,58}$"
 APP_SETTING_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$"
 GATE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # An absolute path on the slot's own host: "/x", never "//elsewhere" (a host of someone else's).
@@ -145,16 +149,13 @@ EVENT_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "required": ["subscriptionId", "resourceGroup", "site"],
             "properties": {
-                "subscriptionId": {
-                    "type": "string",
-                    "pattern": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-                },
-                "resourceGroup": {"type": "string", "pattern": r"^[A-Za-z0-9_().-]{0,89}[A-Za-z0-9_()-]$"},
-                "site": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9-]{0,58}[A-Za-z0-9]$"},
+                "subscriptionId": {"type": "string", "pattern": SUBSCRIPTION_PATTERN},
+                "resourceGroup": {"type": "string", "pattern": RESOURCE_GROUP_PATTERN},
+                "site": {"type": "string", "pattern": SITE_PATTERN},
                 "slot": {
                     "description": "The deployment slot the new version is staged in.",
                     "type": "string",
-                    "pattern": r"^[A-Za-z0-9][A-Za-z0-9-]{0,58}$",
+                    "pattern": SLOT_PATTERN,
                     "default": "staging",
                 },
             },

@@ -13,7 +13,7 @@ terminal ones take the release down its rollback path.
 """
 
 from shared.service.base import IngestResult, ReconcileResult, TickReport, TooManyConflicts
-from shared.service.intake import Intake
+from shared.service.intake import Intake, NothingToRedeploy
 from shared.service.overrides import NotQuarantined, Overrides
 from shared.service.reconcile import Reconciler
 from shared.service.scheduling import Dispatcher, DispatchReport
@@ -27,6 +27,7 @@ __all__ = [
     "DispatchReport",
     "IngestResult",
     "NotQuarantined",
+    "NothingToRedeploy",
     "ReconcileResult",
     "ReleaseService",
     "TickReport",

@@ -23,6 +23,7 @@ from shared.domain.model import (
     Release,
     ReleaseSpec,
     SiteState,
+    Target,
 )
 from shared.domain.schema import MAX_EVENT_BYTES, SchemaError, parse_release_event, spec_fingerprint
 from shared.ports import (
@@ -37,6 +38,10 @@ from shared.ports import (
     Versioned,
 )
 from shared.service.base import IngestResult, ServiceBase, TooManyConflicts, log, one_message_per_release
+
+
+class NothingToRedeploy(Exception):
+    """The site has no release that succeeded, or the redeploy would go to the same site."""
 
 
 class Quarantined(Exception):
@@ -174,6 +179,46 @@ class Intake(ServiceBase):
             release = started.release or self.store.load_release(spec.release_id).value
             return IngestResult("created", release)
         raise TooManyConflicts(f"could not create release {spec.release_id}: the site kept changing")
+
+    @one_message_per_release
+    def redeploy(self, site_key: str, to: Target, *, actor: Actor, reason: str) -> IngestResult:
+        """Run a site's last good release on another site (disaster recovery), through the same
+        pipeline, checks and analysis, admitted by the policy for that site with ``actor`` as its
+        origin; linked both ways. Raises NothingToRedeploy; a refusal is an IngestResult."""
+        if to.site_key == site_key:
+            raise NothingToRedeploy("a redeploy goes to another site")
+        last_good = self.store.load_site(site_key).value.last_good
+        if last_good is None:
+            raise NothingToRedeploy(f"site {site_key} has no release that succeeded to redeploy")
+        source = self.store.load_release(last_good.release_id).value
+        new_id = lifecycle.redeploy_release_id(source.id, to.site)
+        spec = replace(source.spec, release_id=new_id, target=to, retry_of=None, redeploy_of=source.id)
+        try:
+            admitted = policy.admit(self.authority.policy, spec, policy.Origin(actor=actor))
+        except policy.PolicyRefusal as exc:
+            why = "; ".join(f"{f or '(event)'}: {m}" for f, m in exc.errors)
+            return IngestResult("rejected", errors=exc.errors, reason=why, refusal="forbidden")
+        for _ in range(self.conflict_retries):
+            loaded = self.store.load_release(source.id)
+            link = lifecycle.plan_redeploy(loaded.value, new_id, to, actor, reason, self.clock.now())
+            try:
+                self._commit(loaded, link)
+                break
+            except ConcurrencyConflict:
+                continue
+        else:
+            raise TooManyConflicts(f"release {source.id} kept changing; try again")
+        try:
+            return self.submit(
+                admitted.spec,
+                actor=actor.label,
+                source=f"redeploy of {source.id} from {source.spec.target.site}: {reason}",
+                fingerprint=spec_fingerprint(spec),
+                submitters=(actor,),
+                effective=admitted.policy,
+            )
+        except Quarantined as exc:
+            return IngestResult("rejected", errors=[("version", str(exc))], reason=str(exc), refusal="forbidden")
 
     def _quarantine_refusal(self, spec: ReleaseSpec, effective: EffectivePolicy | None, site: SiteState) -> str | None:
         """A version rolled back on this site (or, by policy, on any site of its rule) is refused."""

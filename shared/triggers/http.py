@@ -25,6 +25,7 @@ from shared.api import (
     parse_action,
     parse_list_query,
     parse_reason,
+    parse_redeploy,
     parse_rejections_query,
     quarantine_view,
     rejection_view,
@@ -40,7 +41,7 @@ from shared.domain.lifecycle import OverrideRefused
 from shared.domain.model import Actor, OverrideKind
 from shared.domain.schema import MAX_EVENT_BYTES
 from shared.ports import ReleaseIdConflict, ReleaseNotFound, StoreUnavailable
-from shared.service import NotQuarantined, TooManyConflicts
+from shared.service import NothingToRedeploy, NotQuarantined, TooManyConflicts
 from shared.settings import SettingsError
 
 log = logging.getLogger("release_controller.http")
@@ -125,6 +126,8 @@ def _handle(req: func.HttpRequest, route: str, work: Callable[[], func.HttpRespo
             ),
             req,
         )
+    except NothingToRedeploy as exc:
+        return _problem(Problem(409, "nothing-to-redeploy", "Nothing to redeploy", str(exc)), req)
     except NotQuarantined as exc:
         return _problem(Problem(404, "not-quarantined", "Not quarantined", str(exc)), req)
     except TooManyConflicts as exc:
@@ -315,3 +318,26 @@ def lift_quarantine(req: func.HttpRequest) -> func.HttpResponse:
         return _json(200, {"lifted": quarantine_view(site_key, entry), "by": actor.label, "reason": reason})
 
     return _handle(req, "POST /api/sites/{siteKey}/quarantine/{version}/lift", work)
+
+
+def redeploy_site(req: func.HttpRequest) -> func.HttpResponse:
+    """Disaster recovery: the site's last good release, run on another site."""
+
+    def work() -> func.HttpResponse:
+        actor = _who(req, "redeploy")
+        site_key = req.route_params.get("siteKey", "")
+        if not (0 < len(site_key) <= 400 and site_key.count("~") == 2):
+            raise bad_request("no such site", [("siteKey", "is subscriptionId~resourceGroup~site")])
+        require_json(req.headers)
+        to, reason = parse_redeploy(req.get_body() or b"")
+        result = bootstrap.get_service().redeploy(site_key.lower(), to, actor=actor, reason=reason)
+        if result.outcome == "rejected":
+            errors = [{"field": f or "(request)", "message": m} for f, m in result.errors]
+            raise Problem(
+                403, "not-allowed-by-policy", "The release policy does not allow this redeploy", result.reason, errors
+            )
+        assert result.release is not None
+        view = _view(result.release)
+        return _json(201 if result.outcome == "created" else 200, view, {"Location": view["links"]["self"]})
+
+    return _handle(req, "POST /api/sites/{siteKey}/redeploy", work)

@@ -36,6 +36,7 @@ def test_every_function_is_registered_with_its_trigger(indexed):
         "healthz": "httpTrigger",
         "list_quarantine": "httpTrigger",
         "lift_quarantine": "httpTrigger",
+        "redeploy_site": "httpTrigger",
         "dashboard": "httpTrigger",
         "dashboard_release": "httpTrigger",
         "dashboard_action": "httpTrigger",
@@ -61,6 +62,7 @@ def test_http_routes_methods_and_auth_levels(indexed):
         "healthz": ("healthz", ("GET",), "ANONYMOUS"),
         "list_quarantine": ("quarantine", ("GET",), "FUNCTION"),
         "lift_quarantine": ("sites/{siteKey}/quarantine/{version}/lift", ("POST",), "FUNCTION"),
+        "redeploy_site": ("sites/{siteKey}/redeploy", ("POST",), "FUNCTION"),
         # A browser cannot send a function key: the dashboard requires App Service's signed-in person.
         "dashboard": ("dashboard", ("GET",), "ANONYMOUS"),
         "dashboard_release": ("dashboard/releases/{releaseId}", ("GET",), "ANONYMOUS"),

@@ -53,6 +53,7 @@ def test_it_finds_every_trigger_of_the_app(host):
         "healthz",
         "list_quarantine",
         "lift_quarantine",
+        "redeploy_site",
         "dashboard",
         "dashboard_release",
         "dashboard_action",

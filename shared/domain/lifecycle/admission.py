@@ -29,6 +29,7 @@ from shared.domain.model import (
     Release,
     ReleaseSpec,
     SiteState,
+    Target,
 )
 
 # Phases a newer release may cancel, as long as no user traffic has reached the release.
@@ -185,6 +186,29 @@ def site_after(site: SiteState, release: Release) -> SiteState:
         kept = tuple(q for q in site.quarantined if q.version != entry.version)
         site = replace(site, quarantined=(*kept, entry)[-QUARANTINE_KEPT:])
     return site
+
+
+def redeploy_release_id(source: str, site: str) -> str:
+    """The id of ``source``'s redeploy to ``site``: the same on every attempt (so a repeat is the
+    same release), within the 128 characters an id may have."""
+    suffix = f":dr:{site.lower()}"
+    return source[: 128 - len(suffix)] + suffix
+
+
+def plan_redeploy(source: Release, new_id: str, to: Target, actor: Actor, reason: str, now: datetime) -> Decision:
+    """The source release, linked to its redeploy on another site (recorded before the redeploy is
+    created, so the link is never missing; a repeat of the command links once)."""
+    d = Draft(source, now)
+    if new_id not in source.redeployed_as:
+        d.update(redeployed_as=(*source.redeployed_as, new_id))
+    d.record(
+        "redeploy.requested",
+        f"redeploying {d.label} to {to.site} ({to.resource_group}) as release {new_id} by {actor.label}: {reason}",
+        actor=actor.label,
+        to=to.site_key,
+        releaseId=new_id,
+    )
+    return d.finish()
 
 
 def lift_quarantine(
