@@ -101,6 +101,17 @@ def _parser() -> argparse.ArgumentParser:
     rejections.add_argument("--limit", type=int)
     commands.add_parser("policy", parents=[common], help="the release policy in force")
     commands.add_parser("schema", parents=[common], help="the release event's JSON Schema (no controller needed)")
+    redeploy = commands.add_parser(
+        "redeploy", parents=[common], help="run a site's last good release on another site (disaster recovery)"
+    )
+    redeploy.add_argument("--from", dest="source", required=True, help="SUBSCRIPTION/RESOURCE_GROUP/SITE")
+    redeploy.add_argument("--to", required=True, help="SUBSCRIPTION/RESOURCE_GROUP/SITE[/SLOT]")
+    redeploy.add_argument("--reason", required=True, help="why, for the audit")
+    quarantine = commands.add_parser("quarantine", parents=[common], help="versions refused after a rollback")
+    quarantine.add_argument("action", choices=["list", "lift"])
+    quarantine.add_argument("site", nargs="?", help="lift: SUBSCRIPTION/RESOURCE_GROUP/SITE")
+    quarantine.add_argument("version", nargs="?", help="lift: the version")
+    quarantine.add_argument("--reason", help="lift: why, for the audit")
     for name in OVERRIDES:
         command = commands.add_parser(name, parents=[common], help=f"{name} a release (recorded with the reason)")
         command.add_argument("release_id")
@@ -174,6 +185,22 @@ def _publish(args: argparse.Namespace) -> int:
     return _follow(args, _api(args), release_id, live=args.watch, published=via == "servicebus")
 
 
+def _site_path(text: str, flag: str, *, slot: bool = False) -> dict[str, str]:
+    parts = text.strip("/").split("/")
+    if len(parts) not in ((3, 4) if slot else (3,)) or not all(parts):
+        shape = "SUBSCRIPTION/RESOURCE_GROUP/SITE" + ("[/SLOT]" if slot else "")
+        raise CommandError(Exit.USAGE, f"{flag}: {shape}, got {text!r}")
+    target = {"subscriptionId": parts[0], "resourceGroup": parts[1], "site": parts[2]}
+    if len(parts) == 4:
+        target["slot"] = parts[3]
+    return target
+
+
+def _site_key(text: str, flag: str) -> str:
+    t = _site_path(text, flag)
+    return f"{t['subscriptionId']}~{t['resourceGroup']}~{t['site']}".lower()
+
+
 def run(args: argparse.Namespace) -> int:
     from releasectl import render
 
@@ -207,6 +234,22 @@ def run(args: argparse.Namespace) -> int:
     elif command == "rejections":
         page = api.rejections(day=args.day, limit=args.limit)
         _print(args, page, render.rejections_text(page))
+    elif command == "redeploy":
+        to = _site_path(args.to, "--to", slot=True)
+        view = api.redeploy(_site_key(args.source, "--from"), to, args.reason)
+        _print(args, view, f"redeploy: {view.get('releaseId')}\n{render.status_text(view)}")
+    elif command == "quarantine":
+        if args.action == "list":
+            doc = api.quarantine()
+            lines = [
+                f"{q['site']:24s} {q['version']:16s} {q['at']}  {q['releaseId']}: {q['reason']}" for q in doc["items"]
+            ]
+            _print(args, doc, "\n".join(lines) or "nothing quarantined")
+        else:
+            if not (args.site and args.version and args.reason):
+                raise CommandError(Exit.USAGE, "quarantine lift SUBSCRIPTION/RESOURCE_GROUP/SITE VERSION --reason …")
+            doc = api.lift_quarantine(_site_key(args.site, "site"), args.version, args.reason)
+            _print(args, doc, f"lifted: {args.version} may be released on {doc['lifted']['site']} again")
     elif command == "policy":
         doc = api.policy()
         _print(args, doc, json.dumps(doc.get("policy"), indent=2) + f"\n(digest {doc.get('digest')})")

@@ -136,3 +136,15 @@ class Api:
     def override(self, release_id: str, action: str, reason: str) -> dict[str, Any]:
         body = json.dumps({"reason": reason}).encode()
         return dict(self.call("POST", f"/releases/{quote(release_id, safe='')}/{action}", body=body) or {})
+
+    def redeploy(self, site_key: str, to: dict[str, str], reason: str) -> dict[str, Any]:
+        body = json.dumps({"to": to, "reason": reason}).encode()
+        return dict(self.call("POST", f"/sites/{quote(site_key, safe='~')}/redeploy", body=body) or {})
+
+    def quarantine(self) -> dict[str, Any]:
+        return dict(self.call("GET", "/quarantine") or {})
+
+    def lift_quarantine(self, site_key: str, version: str, reason: str) -> dict[str, Any]:
+        body = json.dumps({"reason": reason}).encode()
+        path = f"/sites/{quote(site_key, safe='~')}/quarantine/{quote(version, safe='')}/lift"
+        return dict(self.call("POST", path, body=body) or {})

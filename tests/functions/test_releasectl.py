@@ -14,7 +14,7 @@ from devstack.funchost import LocalFunctionHost
 from releasectl.cli import main
 from releasectl.outcomes import Exit
 from shared.domain.model import Measurement, Phase, ProviderKind, VersionStats
-from tests.builders import CANARY_EVENT, TEST_KEY, TEST_KEY_ID, event
+from tests.builders import CANARY_EVENT, SUBSCRIPTION, TEST_KEY, TEST_KEY_ID, event
 from tests.functions.test_handlers import principal, tick
 
 SETTINGS = {
@@ -196,3 +196,23 @@ def test_watch_shows_the_phase_the_split_the_numbers_and_the_audit_as_it_goes(se
     capsys.readouterr()
     assert main(["watch", "web-1.4.2", "--interval", "1"]) == Exit.SUCCEEDED
     assert "succeeded" in capsys.readouterr().err, "the last frame stays on the terminal"
+
+
+def test_redeploy_and_quarantine_from_the_command_line(served, tmp_path, capsys, indexed, monkeypatch):
+    from tests.functions.test_handlers import roll_back_a_bad_canary
+
+    site = f"{SUBSCRIPTION}/rg-web/contoso-web"
+    assert main(["redeploy", "--from", site, "--to", "nope", "--reason", "dr"]) == Exit.USAGE
+    assert main(["redeploy", "--from", site, "--to", f"{site}-dr", "--reason", "dr"]) == Exit.REJECTED
+    assert "no release that succeeded" in capsys.readouterr().err
+    roll_back_a_bad_canary(indexed, served)
+    assert main(["quarantine", "list", "--output", "json"]) == Exit.SUCCEEDED
+    (entry,) = json.loads(capsys.readouterr().out)["items"]
+    assert (entry["version"], entry["site"]) == ("1.4.2", "contoso-web")
+    assert main(["quarantine", "lift", site, "1.4.2", "--reason", "config fixed"]) == Exit.REJECTED
+    assert "admin" in capsys.readouterr().err
+    monkeypatch.setenv("RELEASECTL_LOCAL_PRINCIPAL", principal("ada", ["reader", "admin"]))
+    assert main(["quarantine", "lift", site, "1.4.2", "--reason", "config fixed"]) == Exit.SUCCEEDED
+    assert "may be released on contoso-web again" in capsys.readouterr().out
+    assert main(["quarantine", "list"]) == Exit.SUCCEEDED
+    assert "nothing quarantined" in capsys.readouterr().out
