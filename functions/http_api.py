@@ -112,6 +112,22 @@ def redeploy_site(req: func.HttpRequest) -> func.HttpResponse:
     return http.redeploy_site(req)
 
 
+@bp.function_name("get_control")
+@bp.route(route="control", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_control(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import http
+
+    return http.get_control(req)
+
+
+@bp.function_name("set_control")
+@bp.route(route="control/{action}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def set_control(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import http
+
+    return http.set_control(req)
+
+
 @bp.function_name("healthz")
 @bp.route(route="healthz", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def healthz(req: func.HttpRequest) -> func.HttpResponse:

@@ -24,7 +24,7 @@ from releasectl.follow import follow
 from releasectl.outcomes import MEANINGS, Exit
 from shared.domain.durations import parse_duration
 
-OVERRIDES = ("pause", "resume", "promote", "rollback", "approve", "retry")
+OVERRIDES = ("pause", "resume", "promote", "rollback", "approve", "retry", "ignore-schedule")
 
 
 def _seconds(text: str) -> float:
@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
     quarantine.add_argument("site", nargs="?", help="lift: SUBSCRIPTION/RESOURCE_GROUP/SITE")
     quarantine.add_argument("version", nargs="?", help="lift: the version")
     quarantine.add_argument("--reason", help="lift: why, for the audit")
+    control = commands.add_parser("control", parents=[common], help="the global stop switch (admin)")
+    control.add_argument("action", choices=["show", "stop", "start"])
+    control.add_argument("--reason", help="stop/start: why, for the record")
     for name in OVERRIDES:
         command = commands.add_parser(name, parents=[common], help=f"{name} a release (recorded with the reason)")
         command.add_argument("release_id")
@@ -250,6 +253,14 @@ def run(args: argparse.Namespace) -> int:
                 raise CommandError(Exit.USAGE, "quarantine lift SUBSCRIPTION/RESOURCE_GROUP/SITE VERSION --reason …")
             doc = api.lift_quarantine(_site_key(args.site, "site"), args.version, args.reason)
             _print(args, doc, f"lifted: {args.version} may be released on {doc['lifted']['site']} again")
+    elif command == "control":
+        if args.action != "show" and not args.reason:
+            raise CommandError(Exit.USAGE, f"control {args.action} --reason …")
+        doc = api.control(None if args.action == "show" else args.action, args.reason)
+        state = (
+            f"STOPPED by {doc['by']} at {doc['at']}: {doc['reason']}" if doc.get("stopped") else "releases may advance"
+        )
+        _print(args, doc, state)
     elif command == "policy":
         doc = api.policy()
         _print(args, doc, json.dumps(doc.get("policy"), indent=2) + f"\n(digest {doc.get('digest')})")

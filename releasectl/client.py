@@ -148,3 +148,8 @@ class Api:
         body = json.dumps({"reason": reason}).encode()
         path = f"/sites/{quote(site_key, safe='~')}/quarantine/{quote(version, safe='')}/lift"
         return dict(self.call("POST", path, body=body) or {})
+
+    def control(self, action: str | None = None, reason: str | None = None) -> dict[str, Any]:
+        if action is None:
+            return dict(self.call("GET", "/control") or {})
+        return dict(self.call("POST", f"/control/{action}", body=json.dumps({"reason": reason}).encode()) or {})

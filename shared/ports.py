@@ -144,6 +144,16 @@ class ReleaseWrite:
 
 
 @dataclass(frozen=True)
+class StopSwitch:
+    """The global stop: while on, no release starts or advances (rollbacks still run)."""
+
+    on: bool
+    reason: str
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class SiteView:
     """What admitting a new release reads: its site row, the release's own row if it was created
     already (a redelivery), and the site's active and queued releases."""
@@ -319,6 +329,14 @@ class ReleaseStore(Protocol):
 
     def list_measurements(self, release_id: str) -> list[StoredMeasurement]:
         """The measurements kept for a release, newest first. Raises ReleaseNotFound."""
+        ...
+
+    def load_stop(self) -> Versioned[StopSwitch | None]:
+        """The global stop switch as last set (None: never set)."""
+        ...
+
+    def save_stop(self, switch: StopSwitch, etag: str | None) -> None:
+        """Set the switch if it is still as read (``etag``; None: never set). Raises ConcurrencyConflict."""
         ...
 
     def list_sites(self) -> list[SiteState]:

@@ -32,6 +32,7 @@ from shared.domain.model import (
     WebhookStage,
 )
 from shared.domain.schema import spec_from_document, spec_to_document
+from shared.domain.windows import schedule_from_record, schedule_to_record
 
 
 def iso(value: datetime | None) -> str | None:
@@ -116,6 +117,7 @@ def policy_to_record(p: EffectivePolicy | None) -> dict[str, Any] | None:
         "twoPerson": p.two_person,
         "changes": list(p.changes),
         "quarantine": p.quarantine,
+        "schedule": schedule_to_record(p.schedule),
     }
 
 
@@ -130,6 +132,7 @@ def policy_from_record(d: dict[str, Any] | None) -> EffectivePolicy | None:
         two_person=d.get("twoPerson", True),
         changes=tuple(d.get("changes", [])),
         quarantine=d.get("quarantine", "site"),
+        schedule=schedule_from_record(d.get("schedule")),
     )
 
 
@@ -143,6 +146,9 @@ def state_to_record(r: Release) -> dict[str, Any]:
         "updatedAt": iso(r.updated_at),
         "paused": r.paused,
         "pauseReason": r.pause_reason,
+        "held": r.held,
+        "heldUntil": iso(r.held_until),
+        "scheduleOverride": r.schedule_override,
         "inconclusive": r.inconclusive,
         "step": r.step,
         "stepStartedAt": iso(r.step_started_at),
@@ -206,6 +212,9 @@ def release_from_records(spec: ReleaseSpec, s: dict[str, Any]) -> Release:
         updated_at=parse_iso(s.get("updatedAt")),
         paused=s["paused"],
         pause_reason=s.get("pauseReason"),
+        held=s.get("held"),
+        held_until=parse_iso(s.get("heldUntil")),
+        schedule_override=s.get("scheduleOverride"),
         inconclusive=s.get("inconclusive", False),
         step=s["step"],
         step_started_at=parse_iso(s.get("stepStartedAt")),

@@ -32,6 +32,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -91,6 +92,7 @@ from shared.ports import (
     ReleaseSummary,
     ReleaseWrite,
     SiteView,
+    StopSwitch,
     StoredAudit,
     StoredMeasurement,
     StoreUnavailable,
@@ -656,6 +658,37 @@ class TableReleaseStore:
                 if not token or len(items) >= limit:
                     break
         return Page(items[:limit], encode_cursor(token) if token else None)
+
+    def load_stop(self) -> Versioned[StopSwitch | None]:
+        with self._errors("reading the stop switch"):
+            try:
+                row = self._index.get_entity("control", "stop")
+            except ResourceNotFoundError as exc:
+                if table_missing(exc):
+                    raise
+                return Versioned(None, None)
+        switch = StopSwitch(bool(row["On"]), str(row["Reason"]), str(row["By"]), parse_iso(row["At"]))  # type: ignore[arg-type]
+        return Versioned(switch, row.metadata["etag"])
+
+    def save_stop(self, switch: StopSwitch, etag: str | None) -> None:
+        entity = {
+            "PartitionKey": "control",
+            "RowKey": "stop",
+            "On": switch.on,
+            "Reason": switch.reason[:1000],
+            "By": switch.by[:300],
+            "At": iso(switch.at),
+        }
+        with self._errors("setting the stop switch"):
+            try:
+                if etag is None:
+                    self._index.create_entity(entity)
+                else:
+                    self._index.update_entity(
+                        entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                    )
+            except (ResourceExistsError, ResourceModifiedError) as exc:
+                raise ConcurrencyConflict("the stop switch changed meanwhile") from exc
 
     def list_sites(self) -> list[SiteState]:
         with self._errors("listing sites"):

@@ -41,6 +41,7 @@ from shared.domain.policy import (
     TargetRule,
 )
 from shared.domain.schema import GATE_NAME_PATTERN, validate
+from shared.domain.windows import WindowError, parse_schedule
 
 MAX_POLICY_BYTES = 512 * 1024
 PATTERN = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"^[^\x00-\x1f]+$"}
@@ -50,6 +51,27 @@ APPROVAL = {
     "type": "object",
     "additionalProperties": False,
     "properties": {"role": ROLE, "group": PATTERN},
+}
+_HHMM = {"type": "string", "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$"}
+_ZONE = {"type": "string", "minLength": 1, "maxLength": 64}
+_REASON = {"type": "string", "maxLength": 200}
+WEEKLY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["days", "from", "to"],
+    "properties": {"days": {"type": "string", "maxLength": 64}, "from": _HHMM, "to": _HHMM, "timeZone": _ZONE},
+}
+WEEKLY_FREEZE = {**WEEKLY, "properties": {**WEEKLY["properties"], "reason": _REASON}}
+ONCE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["from", "to"],
+    "properties": {
+        "from": {"type": "string", "maxLength": 40},
+        "to": {"type": "string", "maxLength": 40},
+        "timeZone": _ZONE,
+        "reason": _REASON,
+    },
 }
 CIDR = {"type": "string", "maxLength": 64, "pattern": r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"}
 
@@ -138,6 +160,8 @@ POLICY_SCHEMA: dict[str, Any] = {
                     },
                     "analysisMode": {"enum": ["enforce", "advisory", "either"]},
                     "quarantine": {"enum": ["site", "app", "off"]},
+                    "windows": {"type": "array", "maxItems": 50, "items": WEEKLY},
+                    "freezes": {"type": "array", "maxItems": 200, "items": {"anyOf": [WEEKLY_FREEZE, ONCE]}},
                     "approvals": {
                         "type": "object",
                         "additionalProperties": False,
@@ -245,6 +269,12 @@ def _semantic_errors(doc: dict[str, Any]) -> list[tuple[str, str]]:
         for k, gate in enumerate(rule.get("floors", {}).get("gates", [])):
             if gate not in gates:
                 errors.append((f"{at}.floors.gates[{k}]", f"{gate!r} is not a gate of this policy"))
+        for kind in ("windows", "freezes"):
+            for k, entry in enumerate(rule.get(kind, [])):
+                try:
+                    parse_schedule([entry] if kind == "windows" else [], [entry] if kind == "freezes" else [])
+                except WindowError as exc:
+                    errors.append((f"{at}.{kind}[{k}]", str(exc)))
     for name, gate in gates.items():
         for k, network in enumerate(gate.get("allowNetworks", [])):
             try:
@@ -299,6 +329,7 @@ def parse_policy(text: str, path: str = "release-policy.yaml") -> Policy:
                 key_vault_settings=tuple(r.get("settings", {}).get("keyVault", [])),
                 analysis_mode=r.get("analysisMode", "enforce"),
                 quarantine=r.get("quarantine", "site"),
+                schedule=parse_schedule(r.get("windows", []), r.get("freezes", [])),
             )
             for r in document["targets"]
         ),

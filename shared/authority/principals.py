@@ -45,6 +45,9 @@ ACTION_ROLES: dict[str, Role] = {
     "approve": Role.APPROVER,
     "promote-full": Role.APPROVER,
     "lift-quarantine": Role.ADMIN,
+    "ignore-schedule": Role.ADMIN,
+    "control": Role.READER,
+    "stop": Role.ADMIN,
 }
 
 

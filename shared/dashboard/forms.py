@@ -33,6 +33,7 @@ BUTTONS: dict[OverrideKind, str] = {
     OverrideKind.ROLLBACK: "Roll back",
     OverrideKind.RETRY: "Retry",
     OverrideKind.RELEASE_SITE: "Free the site",
+    OverrideKind.IGNORE_SCHEDULE: "Ignore the schedule",
 }
 
 _process_key = secrets.token_bytes(32)
@@ -57,6 +58,8 @@ def buttons(release: Release, actor: Actor, now: datetime) -> list[Button]:
             continue
         if override_refusal(release, kind, now, actor) is not None:
             continue
+        if kind is OverrideKind.IGNORE_SCHEDULE and release.held is None:
+            continue  # offered only while the schedule holds the release
         shown.append(Button(kind.value, label, kind in (OverrideKind.ROLLBACK, OverrideKind.RELEASE_SITE)))
     return shown
 

@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from shared.domain.windows import Schedule
+
 
 class Phase(StrEnum):
     PENDING = "pending"
@@ -95,6 +97,8 @@ class OverrideKind(StrEnum):
     APPROVE = "approve"
     RETRY = "retry"
     RELEASE_SITE = "release-site"
+    # An admin lets one release ignore its site's windows and freezes (not the global stop).
+    IGNORE_SCHEDULE = "ignore-schedule"
 
 
 class ProviderKind(StrEnum):
@@ -163,6 +167,8 @@ class EffectivePolicy:
     # What a rollback quarantines: "site" (the version on this site), "app" (on every site of the
     # same policy rule) or "off".
     quarantine: str = "site"
+    # When the site's releases may start and advance (its windows and freezes, as admitted).
+    schedule: Schedule = field(default_factory=Schedule)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,6 +420,8 @@ class Observation:
     checks: tuple[CheckResult, ...] | None = None
     measurements: tuple[Measurement, ...] | None = None
     gates: tuple[GateResult, ...] | None = None
+    # The global stop switch, when an admin has pulled it: why (nothing advances; rollbacks run).
+    stop: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,6 +518,11 @@ class Release:
     reason: str | None = None
     retried_as: str | None = None
     redeployed_as: tuple[str, ...] = ()  # releases of this one's plan on other sites
+    # Held by the deployment schedule (a window, a freeze, the global stop): why, and until when.
+    held: str | None = None
+    held_until: datetime | None = None
+    # An admin let this release ignore its windows and freezes (not the global stop): who and why.
+    schedule_override: str | None = None
     superseded_by: str | None = None
     next_check_at: datetime | None = None
     finished_at: datetime | None = None

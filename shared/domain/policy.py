@@ -29,6 +29,7 @@ from shared.domain.model import (
     Role,
     StrategyKind,
 )
+from shared.domain.windows import Schedule
 
 # App settings no release may set, whatever the policy (the controller's own stamps).
 RESERVED_SETTINGS = ("RELEASE_ID", "RELEASE_VERSION", "RELEASE_OWNED_SETTINGS", "WEBSITE_RUN_FROM_PACKAGE")
@@ -156,6 +157,8 @@ class TargetRule:
     analysis_mode: str = "enforce"
     # What a rollback quarantines: "site", "app" (every site this rule covers) or "off".
     quarantine: str = "site"
+    # When releases may start and advance on these sites.
+    schedule: Schedule = field(default_factory=Schedule)
 
     def covers(self, spec: ReleaseSpec) -> bool:
         t = spec.target
@@ -337,6 +340,7 @@ def admit(policy: Policy, spec: ReleaseSpec, origin: Origin) -> Admitted:
         two_person=rule.two_person,
         changes=tuple(changes),
         quarantine=rule.quarantine,
+        schedule=rule.schedule,
     )
     return Admitted(resolved, effective)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ from shared.ports import (
     ReleaseStore,
     ReleaseWrite,
     SlotPlatform,
+    StopSwitch,
     Validator,
     Versioned,
     WorkQueue,
@@ -236,6 +238,34 @@ class ServiceBase:
     def _start_next(self, release_id: str, depth: int) -> None:
         raise NotImplementedError
 
+    # -- the global stop switch ----------------------------------------------------------------
+
+    def stop_reason(self) -> str | None:
+        """Why every release is stopped, when an admin pulled the switch (read at most every
+        STOP_CACHE_SECONDS per process: pulling it holds every release within that)."""
+        now = time.monotonic()
+        cached = getattr(self, "_stop_cache", None)
+        if cached is not None and now - cached[0] < STOP_CACHE_SECONDS:
+            return cached[1]
+        switch = self.store.load_stop().value
+        reason = f"{switch.reason} (by {switch.by} at {switch.at:%Y-%m-%d %H:%M}Z)" if switch and switch.on else None
+        self._stop_cache = (now, reason)
+        return reason
+
+    def set_stop(self, on: bool, *, actor: Actor, reason: str) -> StopSwitch:
+        """Pull (``on``) or release the global stop. Raises TooManyConflicts."""
+        for _ in range(self.conflict_retries):
+            current = self.store.load_stop()
+            switch = StopSwitch(on, reason, actor.label, self.clock.now())
+            try:
+                self.store.save_stop(switch, current.etag)
+            except ConcurrencyConflict:
+                continue
+            self._stop_cache = (time.monotonic(), None if not on else f"{reason} (by {actor.label})")
+            log.warning("global stop %s by %s: %s", "pulled" if on else "released", actor.id, reason)
+            return switch
+        raise TooManyConflicts("the stop switch kept changing; try again")
+
     # -- alerts and notifications: delivered after the save that recorded them ------------------
 
     def _announce(self, decision: Decision) -> Decision:
@@ -293,6 +323,7 @@ class ServiceBase:
 
 
 LOG_SINK = "log"
+STOP_CACHE_SECONDS = 5.0
 
 
 def _failure(exc: Exception) -> str:

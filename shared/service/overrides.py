@@ -37,7 +37,8 @@ class Overrides(ServiceBase):
             return self.retry(release_id, actor=actor, reason=reason)
         for _ in range(self.conflict_retries):
             loaded = self.store.load_release(release_id)
-            decision = lifecycle.apply_override(loaded.value, Override(kind, actor, reason), self.clock.now())
+            override = Override(kind, actor, reason)
+            decision = lifecycle.apply_override(loaded.value, override, self.clock.now(), stop=self.stop_reason())
             try:
                 committed, handed_to = self._commit(loaded, decision)
             except ConcurrencyConflict:

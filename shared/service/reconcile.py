@@ -172,8 +172,9 @@ class Reconciler(ServiceBase):
 
     def _observe(self, release: Release, site: SiteState, now: datetime) -> Observation:
         need = lifecycle.needs(release, site)
+        stop = self.stop_reason()
         if not need.slots:
-            return Observation(site=site)
+            return Observation(site=site, stop=stop)
         budget = RECONCILE_DEADLINE.set(time.monotonic() + self.observe_budget_seconds)
         try:
             token = release.swap.token if release.swap else None
@@ -197,7 +198,7 @@ class Reconciler(ServiceBase):
             raise TransientPlatformError(f"the reconcile ran out of time observing the slots ({exc})") from None
         finally:
             RECONCILE_DEADLINE.reset(budget)
-        return Observation(site=site, slots=slots, checks=checks, measurements=measurements, gates=gates)
+        return Observation(site=site, slots=slots, checks=checks, measurements=measurements, gates=gates, stop=stop)
 
     def _apply(self, decision: Decision, now: datetime) -> Decision:
         """The idempotent effects, before the save. BeginSwap waits for the save (``_begin_swap``)."""

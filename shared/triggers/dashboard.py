@@ -37,6 +37,7 @@ NOTICES = {
     "approve": "Approved.",
     "retry": "A new release was created from the same plan.",
     "release-site": "The site is free for the next release.",
+    "ignore-schedule": "The release no longer waits for its site's windows and freezes.",
 }
 
 

@@ -341,3 +341,34 @@ def redeploy_site(req: func.HttpRequest) -> func.HttpResponse:
         return _json(201 if result.outcome == "created" else 200, view, {"Location": view["links"]["self"]})
 
     return _handle(req, "POST /api/sites/{siteKey}/redeploy", work)
+
+
+def _stop_view(switch: Any) -> dict[str, Any]:
+    if switch is None:
+        return {"stopped": False, "reason": None, "by": None, "at": None}
+    return {"stopped": switch.on, "reason": switch.reason, "by": switch.by, "at": switch.at.isoformat()}
+
+
+def get_control(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        _who(req, "control")
+        return _json(200, _stop_view(bootstrap.get_service().store.load_stop().value))
+
+    return _handle(req, "GET /api/control", work)
+
+
+def set_control(req: func.HttpRequest) -> func.HttpResponse:
+    """The global stop switch: ``stop`` holds every release before its next start, step or swap
+    (rollbacks still run); ``start`` lets them go on."""
+
+    def work() -> func.HttpResponse:
+        action = req.route_params.get("action", "")
+        if action not in ("stop", "start"):
+            raise Problem(404, "unknown-action", "No such action", "use stop or start")
+        actor = _who(req, "stop")
+        require_json(req.headers)
+        reason = parse_reason(req.get_body() or b"")
+        switch = bootstrap.get_service().set_stop(action == "stop", actor=actor, reason=reason)
+        return _json(200, _stop_view(switch))
+
+    return _handle(req, "POST /api/control/{action}", work)

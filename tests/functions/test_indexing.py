@@ -37,6 +37,8 @@ def test_every_function_is_registered_with_its_trigger(indexed):
         "list_quarantine": "httpTrigger",
         "lift_quarantine": "httpTrigger",
         "redeploy_site": "httpTrigger",
+        "get_control": "httpTrigger",
+        "set_control": "httpTrigger",
         "dashboard": "httpTrigger",
         "dashboard_release": "httpTrigger",
         "dashboard_action": "httpTrigger",
@@ -63,6 +65,8 @@ def test_http_routes_methods_and_auth_levels(indexed):
         "list_quarantine": ("quarantine", ("GET",), "FUNCTION"),
         "lift_quarantine": ("sites/{siteKey}/quarantine/{version}/lift", ("POST",), "FUNCTION"),
         "redeploy_site": ("sites/{siteKey}/redeploy", ("POST",), "FUNCTION"),
+        "get_control": ("control", ("GET",), "FUNCTION"),
+        "set_control": ("control/{action}", ("POST",), "FUNCTION"),
         # A browser cannot send a function key: the dashboard requires App Service's signed-in person.
         "dashboard": ("dashboard", ("GET",), "ANONYMOUS"),
         "dashboard_release": ("dashboard/releases/{releaseId}", ("GET",), "ANONYMOUS"),

@@ -54,6 +54,8 @@ def test_it_finds_every_trigger_of_the_app(host):
         "list_quarantine",
         "lift_quarantine",
         "redeploy_site",
+        "get_control",
+        "set_control",
         "dashboard",
         "dashboard_release",
         "dashboard_action",

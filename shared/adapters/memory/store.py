@@ -7,6 +7,7 @@ import copy
 import itertools
 import json
 import threading
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -43,6 +44,7 @@ from shared.ports import (
     ReleaseSummary,
     ReleaseWrite,
     SiteView,
+    StopSwitch,
     StoredAudit,
     StoredMeasurement,
     StoreUnavailable,
@@ -253,6 +255,20 @@ class InMemoryReleaseStore:
             base64.urlsafe_b64encode(json.dumps({"offset": start + limit}).encode()).decode() if more else None
         )
         return Page([summarize(r) for r in page], next_cursor)
+
+    def load_stop(self) -> Versioned[StopSwitch | None]:
+        with self._lock:
+            self._check_available()
+            held = getattr(self, "_stop", None)
+            return Versioned(held[0], held[1]) if held else Versioned(None, None)
+
+    def save_stop(self, switch: StopSwitch, etag: str | None) -> None:
+        with self._lock:
+            self._check_available()
+            held = getattr(self, "_stop", None)
+            if (held[1] if held else None) != etag:
+                raise ConcurrencyConflict("the stop switch changed meanwhile")
+            self._stop = (switch, uuid.uuid4().hex)
 
     def list_sites(self) -> list[SiteState]:
         with self._lock:

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from shared.domain.durations import format_duration
 from shared.domain.lifecycle.draft import Draft, OverrideRefused, pct
+from shared.domain.lifecycle.holding import held
 from shared.domain.model import (
     CONTROLLER,
     QUARANTINE_KEPT,
@@ -248,6 +249,8 @@ def quarantine_refusal(version: str, rule: str, scope: str, sites: list[SiteStat
 def pending(d: Draft, obs: Observation) -> None:
     r = d.release
     if obs.site.active != r.id or r.paused:
+        return
+    if held(d, obs, "it starts"):
         return
     d.transition(
         Phase.DEPLOYING,

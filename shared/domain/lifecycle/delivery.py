@@ -10,6 +10,7 @@ from shared.domain.durations import format_duration
 from shared.domain.lifecycle.desired import converge_weight, slot_still_runs_it
 from shared.domain.lifecycle.draft import Draft
 from shared.domain.lifecycle.gates import await_approval, gate_passed
+from shared.domain.lifecycle.holding import held
 from shared.domain.lifecycle.promotion import start_promotion
 from shared.domain.lifecycle.shifting import start_step
 from shared.domain.model import (
@@ -128,9 +129,9 @@ def after_validation(d: Draft, obs: Observation) -> None:
     if spec.is_canary:
         if spec.approve_before_traffic:
             await_approval(d, Gate.BEFORE_TRAFFIC)
-        else:
+        elif not held(d, obs, "its first step"):
             start_step(d, 0)
     elif spec.promotion is Promotion.MANUAL:
         await_approval(d, Gate.BEFORE_PROMOTION)
-    else:
+    elif not held(d, obs, "the swap"):
         start_promotion(d, "validation passed")

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from shared.domain.lifecycle.admission import retry_refusal
 from shared.domain.lifecycle.draft import Draft, IllegalTransition, OverrideRefused
+from shared.domain.lifecycle.holding import schedule_hold
 from shared.domain.lifecycle.promotion import UNCONFIRMED_SWAP_SETTLES_SECONDS, start_promotion, succeed
 from shared.domain.lifecycle.shifting import complete_step, start_step
 from shared.domain.model import Actor, ActorKind, Decision, Gate, Override, OverrideKind, Phase, Release, Role
@@ -55,10 +56,31 @@ def approval_refusal(release: Release, kind: OverrideKind, actor: Actor) -> str 
 
 
 def override_refusal(
-    release: Release, kind: OverrideKind, now: datetime | None = None, actor: Actor | None = None
+    release: Release,
+    kind: OverrideKind,
+    now: datetime | None = None,
+    actor: Actor | None = None,
+    *,
+    stop: str | None = None,
 ) -> str | None:
-    """Why ``kind`` is not allowed now (for ``actor``, when given), or None when it is."""
+    """Why ``kind`` is not allowed now (for ``actor``, when given; ``stop``: the global stop's
+    reason, when it is pulled), or None when it is."""
     phase = release.phase
+    advances = kind in (OverrideKind.APPROVE, OverrideKind.PROMOTE_FULL) or (
+        kind is OverrideKind.PROMOTE and phase is Phase.SHIFTING
+    )
+    if advances and now is not None and not phase.is_final:
+        hold = schedule_hold(release, now, stop)
+        if hold is not None:
+            return f"the deployment schedule holds the release: {hold[0]}" + (
+                "" if stop else "; an admin may let it through (ignore-schedule)"
+            )
+    if kind is OverrideKind.IGNORE_SCHEDULE:
+        if phase.is_final:
+            return f"the release is final ({phase})"
+        if release.schedule_override is not None:
+            return f"the release already ignores its schedule ({release.schedule_override})"
+        return None
     if kind is OverrideKind.RETRY:
         return retry_refusal(release)
     if kind is OverrideKind.RELEASE_SITE:
@@ -97,12 +119,12 @@ def override_refusal(
     return None
 
 
-def apply_override(release: Release, override: Override, now: datetime) -> Decision:
+def apply_override(release: Release, override: Override, now: datetime, *, stop: str | None = None) -> Decision:
     """Record a person's instruction; the next decide() reconciles the slots with it."""
     kind = override.kind
     if kind is OverrideKind.RETRY:
         raise OverrideRefused("retry creates a new release: use plan_retry")
-    refusal = override_refusal(release, kind, now, override.actor)
+    refusal = override_refusal(release, kind, now, override.actor, stop=stop)
     if refusal is not None:
         raise OverrideRefused(refusal)
     d = Draft(release, now)
@@ -141,6 +163,11 @@ def apply_override(release: Release, override: Override, now: datetime) -> Decis
             start_step(d, 0, actor=actor, why=f" (approved{by})")
         else:
             start_promotion(d, f"approved{by}", actor=actor)
+    elif kind is OverrideKind.IGNORE_SCHEDULE:
+        d.update(schedule_override=f"{actor}: {why}")
+        d.record(
+            "override.ignoreSchedule", f"the site's windows and freezes no longer hold this release{by}", actor=actor
+        )
     elif kind is OverrideKind.RELEASE_SITE:
         d.update(holds_site=False, next_check_at=None)
         d.record(

@@ -32,6 +32,9 @@ QUEUED_WATCH_SECONDS = 300
 APPROVAL_WATCH_SECONDS = 3600
 # A release whose alerts were not all delivered is woken to try again this soon.
 ALERT_RETRY_SECONDS = 60
+# Held by the deployment schedule: woken when it opens, and at least this often (the global stop
+# has no end, and a policy may change).
+HOLD_WATCH_SECONDS = 60
 
 
 def _bake_ends(r: Release) -> list[datetime]:
@@ -58,6 +61,9 @@ def next_due(r: Release, now: datetime) -> datetime | None:
         return None
     if r.gate_pending is not None:
         return now + poll
+    if r.held is not None:
+        watch = now + timedelta(seconds=HOLD_WATCH_SECONDS)
+        return min(watch, r.held_until) if r.held_until and r.held_until > now else watch
     if r.phase is Phase.PENDING:
         return now + timedelta(seconds=QUEUED_WATCH_SECONDS)
     if r.phase is Phase.AWAITING_APPROVAL and r.weight == 0:

@@ -10,6 +10,7 @@ from shared.domain.durations import format_duration
 from shared.domain.lifecycle.desired import converge_weight, desired_weight, slot_still_runs_it
 from shared.domain.lifecycle.draft import Draft, pct
 from shared.domain.lifecycle.gates import await_approval, gate_passed
+from shared.domain.lifecycle.holding import held
 from shared.domain.lifecycle.judging import analyze, bake_done, evidence_numbers
 from shared.domain.lifecycle.promotion import start_promotion
 from shared.domain.model import (
@@ -70,6 +71,9 @@ def shifting(d: Draft, obs: Observation) -> None:
         return
     if bake_done(d, f"step {r.step + 1}/{len(steps)}", step.bake_seconds):
         if not gate_passed(d, obs, WebhookStage.EACH_STEP):
+            return
+        after = f"step {r.step + 2}" if r.step + 1 < len(steps) else "the swap"
+        if held(d, obs, after):
             return
         complete_step(d, verdict)
 

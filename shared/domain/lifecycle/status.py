@@ -14,7 +14,7 @@ from typing import Literal
 from shared.domain.lifecycle.draft import pct
 from shared.domain.model import Gate, Phase, Release, SiteState
 
-Waiting = Literal["site", "platform", "validation", "approval", "gate", "bake", "guard", "person", "retry"]
+Waiting = Literal["site", "platform", "validation", "approval", "gate", "bake", "guard", "person", "retry", "schedule"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,10 @@ def status(r: Release, site: SiteState | None = None) -> Status:
     if r.paused and not r.is_final:
         why = r.pause_reason or "paused by a person"
         return Status(f"paused in {r.phase.value}: {why}; resume, promote or roll back", "person", next_check_at=nxt)
+    if r.held is not None and not r.is_final:
+        until = f" until {r.held_until:%Y-%m-%d %H:%M}Z" if r.held_until else ""
+        where = "before it starts" if r.phase is Phase.PENDING else f"in {r.phase.value}"
+        return Status(f"held by the deployment schedule {where}{until}: {r.held}", "schedule", r.held_until, nxt)
     phase = r.phase
     if phase is Phase.PENDING:
         if site is not None and site.active and site.active != r.id:
