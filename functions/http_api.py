@@ -128,6 +128,30 @@ def set_control(req: func.HttpRequest) -> func.HttpResponse:
     return http.set_control(req)
 
 
+@bp.function_name("submit_rollout")
+@bp.route(route="rollouts", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def submit_rollout(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import http
+
+    return http.submit_rollout(req)
+
+
+@bp.function_name("list_rollouts")
+@bp.route(route="rollouts", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_rollouts(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import http
+
+    return http.list_rollouts(req)
+
+
+@bp.function_name("get_rollout")
+@bp.route(route="rollouts/{rolloutId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_rollout(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import http
+
+    return http.get_rollout(req)
+
+
 @bp.function_name("healthz")
 @bp.route(route="healthz", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def healthz(req: func.HttpRequest) -> func.HttpResponse:

@@ -493,3 +493,49 @@ def quarantine_view(site_key: str, q: Quarantine) -> dict[str, Any]:
             "lift": f"/api/sites/{site_key}/quarantine/{q.version}/lift",
         },
     }
+
+
+def rollout_view(r: Any, children: Mapping[str, Release]) -> dict[str, Any]:
+    """A rollout with every site: its wave, where it stands, and its release's own status."""
+
+    def site(run: Any) -> dict[str, Any]:
+        child = children.get(run.release_id)
+        planned = r.spec.site(run.site)
+        return {
+            "site": run.site,
+            "region": planned.region,
+            "target": target_record(planned.spec.target),
+            "wave": run.wave + 1,
+            "state": run.state,
+            "outcome": run.outcome,
+            "releaseId": run.release_id,
+            "phase": child.phase.value if child else None,
+            "status": status_view(child)["summary"] if child else None,
+            "newVersionPercent": lifecycle.new_version_share(child) if child else 0.0,
+            "previous": run.previous,
+            "revertId": run.revert_id,
+            "links": release_links(run.release_id) if child else None,
+        }
+
+    return {
+        "rolloutId": r.id,
+        "version": r.spec.version,
+        "phase": r.phase,
+        "reason": r.reason,
+        "wave": {"index": r.wave + 1, "of": len(r.spec.waves)},
+        "bakeUntil": iso(r.bake_until),
+        "onFailure": r.spec.on_failure,
+        "waves": [
+            {"sites": list(w.sites), "maxInFlight": w.max_in_flight, "bakeSeconds": w.bake_seconds}
+            for w in r.spec.waves
+        ],
+        "sites": [site(run) for run in r.runs],
+        "createdAt": iso(r.created_at),
+        "updatedAt": iso(r.updated_at),
+        "finishedAt": iso(r.finished_at),
+        "log": [
+            {"at": iso(e.at), "actor": e.actor, "action": e.action, "message": e.message, "details": dict(e.details)}
+            for e in r.log
+        ],
+        "links": {"self": f"/api/rollouts/{r.id}"},
+    }

@@ -54,6 +54,12 @@ class ConcurrencyConflict(StoreError):
     """Someone else changed the rows since they were read (ETag mismatch): reload and decide again."""
 
 
+class RolloutNotFound(LookupError):
+    def __init__(self, rollout_id: str):
+        self.rollout_id = rollout_id
+        super().__init__(f"rollout {rollout_id} not found")
+
+
 class ReleaseNotFound(StoreError):
     def __init__(self, release_id: str):
         self.release_id = release_id
@@ -329,6 +335,22 @@ class ReleaseStore(Protocol):
 
     def list_measurements(self, release_id: str) -> list[StoredMeasurement]:
         """The measurements kept for a release, newest first. Raises ReleaseNotFound."""
+        ...
+
+    def create_rollout(self, rollout: Any) -> bool:
+        """Insert a rollout (a ``shared.domain.waves.Rollout``); False when its id exists already."""
+        ...
+
+    def load_rollout(self, rollout_id: str) -> Versioned[Any]:
+        """Raises RolloutNotFound."""
+        ...
+
+    def save_rollout(self, rollout: Any, etag: str) -> None:
+        """Replace it If-Match ``etag``. Raises ConcurrencyConflict."""
+        ...
+
+    def list_rollouts(self, *, active: bool | None = None, limit: int = 200) -> list[Any]:
+        """Rollouts, newest first (``active``: only those not final, or only final ones)."""
         ...
 
     def load_stop(self) -> Versioned[StopSwitch | None]:

@@ -118,6 +118,9 @@ class Site:
     locked: bool = False
     # Visitor requests on the production host name, by the release (RELEASE_ID) that served them.
     visits_by_release: Counter[str] = field(default_factory=Counter)
+    # A fault of this region only: a version that fails this share of its requests here (a build
+    # that breaks on this region's dependencies), by version.
+    failing_versions: dict[str, float] = field(default_factory=dict)
 
     def slot(self, name: str) -> Slot | None:
         if name.lower() == "production":

@@ -36,6 +36,7 @@ def serve_slot(cloud: Cloud, site: Site, slot: Slot, path: str) -> tuple[int, st
         if delay > 0:
             time.sleep(delay)
         error_rate = float(settings.get("EMULATOR_ERROR_RATE") or 0)
+        error_rate = max(error_rate, site.failing_versions.get(settings.get("RELEASE_VERSION") or "", 0.0))
         route = urlsplit(path).path
         with cloud.lock:
             # The health endpoint does not touch the failing dependency: smoke checks can pass.

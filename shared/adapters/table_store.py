@@ -91,6 +91,7 @@ from shared.ports import (
     ReleaseNotFound,
     ReleaseSummary,
     ReleaseWrite,
+    RolloutNotFound,
     SiteView,
     StopSwitch,
     StoredAudit,
@@ -658,6 +659,64 @@ class TableReleaseStore:
                 if not token or len(items) >= limit:
                     break
         return Page(items[:limit], encode_cursor(token) if token else None)
+
+    # -- rollouts: one row each in the index table's "rollout" partition ------------------------
+
+    def _rollout_entity(self, rollout: Any) -> dict[str, Any]:
+        from shared.adapters.waves_codec import rollout_to_record
+
+        entity: dict[str, Any] = {
+            "PartitionKey": "rollout",
+            "RowKey": table_key(rollout.id),
+            "Active": not rollout.is_final,
+            "CreatedAt": iso(rollout.created_at),
+        }
+        put_text(entity, "State", json.dumps(rollout_to_record(rollout), separators=(",", ":")))
+        return guard(entity)
+
+    def create_rollout(self, rollout: Any) -> bool:
+        with self._errors("creating a rollout"):
+            try:
+                self._index.create_entity(self._rollout_entity(rollout))
+            except ResourceExistsError:
+                return False
+        return True
+
+    def _rollout_from_entity(self, entity: Any) -> Any:
+        from shared.adapters.waves_codec import rollout_from_record
+
+        return rollout_from_record(json.loads(get_text(entity, "State")))
+
+    def load_rollout(self, rollout_id: str) -> Versioned[Any]:
+        with self._errors("reading a rollout"):
+            try:
+                entity = self._index.get_entity("rollout", table_key(rollout_id))
+            except ResourceNotFoundError as exc:
+                if table_missing(exc):
+                    raise
+                raise RolloutNotFound(rollout_id) from None
+        return Versioned(self._rollout_from_entity(entity), entity.metadata["etag"])
+
+    def save_rollout(self, rollout: Any, etag: str) -> None:
+        with self._errors("saving a rollout"):
+            try:
+                self._index.update_entity(
+                    self._rollout_entity(rollout),
+                    mode=UpdateMode.REPLACE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceNotFoundError) as exc:
+                raise ConcurrencyConflict(f"rollout {rollout.id} changed meanwhile") from exc
+
+    def list_rollouts(self, *, active: bool | None = None, limit: int = 200) -> list[Any]:
+        query, params = "PartitionKey eq @pk", {"pk": "rollout"}
+        if active is not None:
+            query, params = "PartitionKey eq @pk and Active eq @active", {"pk": "rollout", "active": active}
+        with self._errors("listing rollouts"):
+            rows = list(itertools.islice(self._index.query_entities(query, parameters=params), 2000))
+        found = [self._rollout_from_entity(row) for row in rows]
+        return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
     def load_stop(self) -> Versioned[StopSwitch | None]:
         with self._errors("reading the stop switch"):

@@ -160,6 +160,14 @@ POLICY_SCHEMA: dict[str, Any] = {
                     },
                     "analysisMode": {"enum": ["enforce", "advisory", "either"]},
                     "quarantine": {"enum": ["site", "app", "off"]},
+                    "waves": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "onFailure": {"enum": ["keep", "rollbackAll"]},
+                            "allowPairedRegions": {"type": "boolean"},
+                        },
+                    },
                     "windows": {"type": "array", "maxItems": 50, "items": WEEKLY},
                     "freezes": {"type": "array", "maxItems": 200, "items": {"anyOf": [WEEKLY_FREEZE, ONCE]}},
                     "approvals": {
@@ -330,6 +338,8 @@ def parse_policy(text: str, path: str = "release-policy.yaml") -> Policy:
                 analysis_mode=r.get("analysisMode", "enforce"),
                 quarantine=r.get("quarantine", "site"),
                 schedule=parse_schedule(r.get("windows", []), r.get("freezes", [])),
+                rollout_on_failure=r.get("waves", {}).get("onFailure", "keep"),
+                allow_paired_regions=r.get("waves", {}).get("allowPairedRegions", False),
             )
             for r in document["targets"]
         ),

@@ -47,6 +47,7 @@ ACTION_ROLES: dict[str, Role] = {
     "lift-quarantine": Role.ADMIN,
     "ignore-schedule": Role.ADMIN,
     "control": Role.READER,
+    "rollouts": Role.READER,
     "stop": Role.ADMIN,
 }
 

@@ -159,6 +159,10 @@ class TargetRule:
     quarantine: str = "site"
     # When releases may start and advance on these sites.
     schedule: Schedule = field(default_factory=Schedule)
+    # Rollouts over several sites: what a failure does to the sites already done ("keep", or
+    # "rollbackAll": run their previous release again), and whether paired regions may share a wave.
+    rollout_on_failure: str = "keep"
+    allow_paired_regions: bool = False
 
     def covers(self, spec: ReleaseSpec) -> bool:
         t = spec.target

@@ -9,6 +9,7 @@ terminal ones take the release down its rollback path.
 - ``reconcile`` — one release's tick, the claimed swap, the in-process timer
 - ``scheduling`` — fan-out: the timer's work messages, and a worker's message
 - ``overrides`` — a person's instructions, and the queries
+- ``waves``     — rollouts over several sites: per-site releases created wave by wave
 - ``base``      — the commit of one decision and what follows it (alerts, the next work message)
 """
 
@@ -17,9 +18,10 @@ from shared.service.intake import Intake, NothingToRedeploy
 from shared.service.overrides import NotQuarantined, Overrides
 from shared.service.reconcile import Reconciler
 from shared.service.scheduling import Dispatcher, DispatchReport
+from shared.service.waves import RolloutResult, Rollouts
 
 
-class ReleaseService(Intake, Reconciler, Dispatcher, Overrides):
+class ReleaseService(Rollouts, Intake, Reconciler, Dispatcher, Overrides):
     """The controller's use cases over its ports (see ``shared.ports``)."""
 
 
@@ -30,6 +32,7 @@ __all__ = [
     "NothingToRedeploy",
     "ReconcileResult",
     "ReleaseService",
+    "RolloutResult",
     "TickReport",
     "TooManyConflicts",
 ]

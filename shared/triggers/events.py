@@ -18,6 +18,7 @@ import azure.functions as func
 from shared import bootstrap
 from shared.authority.proofs import EventProof
 from shared.authority.redaction import redact_event
+from shared.domain.fleet_event import is_rollout
 from shared.domain.schema import MAX_EVENT_BYTES
 from shared.ports import RejectedEvent, ReleaseIdConflict, StoreUnavailable
 
@@ -50,6 +51,16 @@ def release_events(msg: func.ServiceBusMessage) -> None:
         identity_token=_property(msg, IDENTITY_TOKEN),
     )
     try:
+        if is_rollout(body):
+            rollout = service.ingest_rollout(body, message_id=message_id, source="serviceBus", proof=proof)
+            log.info(
+                "rollout event %s (delivery %s): %s %s",
+                message_id,
+                msg.delivery_count,
+                rollout.outcome,
+                rollout.rollout.id if rollout.rollout else rollout.refusal,
+            )
+            return
         result = service.ingest(body, message_id=message_id, source="serviceBus", proof=proof)
     except StoreUnavailable:
         raise  # storage will be back: let Service Bus deliver it again

@@ -31,6 +31,7 @@ from shared.api import (
     rejection_view,
     release_view,
     require_json,
+    rollout_view,
     stats_view,
     summary_view,
 )
@@ -40,7 +41,7 @@ from shared.authority.proofs import EventProof
 from shared.domain.lifecycle import OverrideRefused
 from shared.domain.model import Actor, OverrideKind
 from shared.domain.schema import MAX_EVENT_BYTES
-from shared.ports import ReleaseIdConflict, ReleaseNotFound, StoreUnavailable
+from shared.ports import ReleaseIdConflict, ReleaseNotFound, RolloutNotFound, StoreUnavailable
 from shared.service import NothingToRedeploy, NotQuarantined, TooManyConflicts
 from shared.settings import SettingsError
 
@@ -113,6 +114,8 @@ def _handle(req: func.HttpRequest, route: str, work: Callable[[], func.HttpRespo
         return _problem(problem, req)
     except ReleaseNotFound as exc:
         return _problem(Problem(404, "release-not-found", "No such release", str(exc)), req)
+    except RolloutNotFound as exc:
+        return _problem(Problem(404, "rollout-not-found", "No such rollout", str(exc)), req)
     except OverrideRefused as exc:
         return _problem(Problem(409, "not-allowed-now", "Not allowed in the release's current state", exc.reason), req)
     except ReleaseIdConflict as exc:
@@ -372,3 +375,72 @@ def set_control(req: func.HttpRequest) -> func.HttpResponse:
         return _json(200, _stop_view(switch))
 
     return _handle(req, "POST /api/control/{action}", work)
+
+
+def submit_rollout(req: func.HttpRequest) -> func.HttpResponse:
+    """A release over several sites, in waves (the rollout event): the same proofs and policy as a
+    release event, for every site."""
+
+    def work() -> func.HttpResponse:
+        actor = _who(req, "submit")
+        require_json(req.headers)
+        body = req.get_body() or b""
+        if len(body) > MAX_EVENT_BYTES:
+            raise Problem(
+                413, "too-large", "The event is too large", f"{len(body)} bytes; the limit is {MAX_EVENT_BYTES}"
+            )
+        proof = EventProof(
+            signature=_header(req, "x-release-signature-256"),
+            key_id=_header(req, "x-release-key-id"),
+            identity_token=_header(req, "x-release-identity-token"),
+        )
+        service = bootstrap.get_service()
+        result = service.ingest_rollout(
+            body,
+            message_id=_header(req, "idempotency-key"),
+            source="http",
+            proof=proof,
+            caller=actor,
+            keep_rejections=False,
+        )
+        if result.outcome == "rejected":
+            status = REFUSAL_STATUS[result.refusal or "invalid"]
+            slug = {400: "invalid-rollout-event", 401: "unproven-origin", 403: "not-allowed-by-policy"}[status]
+            errors = [{"field": f or "(body)", "message": m} for f, m in result.errors]
+            raise Problem(status, slug, "The rollout was refused", result.reason, errors)
+        assert result.rollout is not None
+        view = rollout_view(result.rollout, service.rollout_children(result.rollout))
+        return _json(201 if result.outcome == "created" else 200, view, {"Location": view["links"]["self"]})
+
+    return _handle(req, "POST /api/rollouts", work)
+
+
+def list_rollouts(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        _who(req, "rollouts")
+        items = [
+            {
+                "rolloutId": r.id,
+                "version": r.spec.version,
+                "phase": r.phase,
+                "wave": {"index": r.wave + 1, "of": len(r.spec.waves)},
+                "sites": {run.site: run.state for run in r.runs},
+                "createdAt": r.created_at.isoformat(),
+                "links": {"self": f"/api/rollouts/{r.id}"},
+            }
+            for r in bootstrap.get_service().rollouts()
+        ]
+        return _json(200, {"items": items})
+
+    return _handle(req, "GET /api/rollouts", work)
+
+
+def get_rollout(req: func.HttpRequest) -> func.HttpResponse:
+    def work() -> func.HttpResponse:
+        _who(req, "rollouts")
+        rollout_id = check_release_id(req.route_params.get("rolloutId", ""))
+        service = bootstrap.get_service()
+        r = service.get_rollout(rollout_id)
+        return _json(200, rollout_view(r, service.rollout_children(r)))
+
+    return _handle(req, "GET /api/rollouts/{id}", work)

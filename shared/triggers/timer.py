@@ -26,6 +26,10 @@ def reconcile_timer(timer: func.TimerRequest, context: func.Context) -> None:
         # never reach Application Insights.
         context.thread_local_storage.invocation_id = context.invocation_id
 
+    try:
+        container.service.reconcile_rollouts()
+    except Exception as exc:  # rollouts are looked at again on the next tick; releases go on regardless
+        log.error("rollouts not reconciled: %s", exc)
     work_queue = container.parts.get("work_queue")
     if work_queue is not None:
         sent = container.service.dispatch_due(

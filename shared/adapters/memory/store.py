@@ -43,6 +43,7 @@ from shared.ports import (
     ReleaseNotFound,
     ReleaseSummary,
     ReleaseWrite,
+    RolloutNotFound,
     SiteView,
     StopSwitch,
     StoredAudit,
@@ -255,6 +256,48 @@ class InMemoryReleaseStore:
             base64.urlsafe_b64encode(json.dumps({"offset": start + limit}).encode()).decode() if more else None
         )
         return Page([summarize(r) for r in page], next_cursor)
+
+    def create_rollout(self, rollout: Any) -> bool:
+        from shared.adapters.waves_codec import rollout_to_record
+
+        with self._lock:
+            self._check_available()
+            rollouts = self.__dict__.setdefault("_rollouts", {})
+            if rollout.id in rollouts:
+                return False
+            rollouts[rollout.id] = (json.dumps(rollout_to_record(rollout)), uuid.uuid4().hex)
+            return True
+
+    def load_rollout(self, rollout_id: str) -> Versioned[Any]:
+        from shared.adapters.waves_codec import rollout_from_record
+
+        with self._lock:
+            self._check_available()
+            held = self.__dict__.get("_rollouts", {}).get(rollout_id)
+            if held is None:
+                raise RolloutNotFound(rollout_id)
+            return Versioned(rollout_from_record(json.loads(held[0])), held[1])
+
+    def save_rollout(self, rollout: Any, etag: str) -> None:
+        from shared.adapters.waves_codec import rollout_to_record
+
+        with self._lock:
+            self._check_available()
+            rollouts = self.__dict__.setdefault("_rollouts", {})
+            held = rollouts.get(rollout.id)
+            if held is None or held[1] != etag:
+                raise ConcurrencyConflict(f"rollout {rollout.id} changed meanwhile")
+            rollouts[rollout.id] = (json.dumps(rollout_to_record(rollout)), uuid.uuid4().hex)
+
+    def list_rollouts(self, *, active: bool | None = None, limit: int = 200) -> list[Any]:
+        from shared.adapters.waves_codec import rollout_from_record
+
+        with self._lock:
+            self._check_available()
+            found = [rollout_from_record(json.loads(t)) for t, _ in self.__dict__.get("_rollouts", {}).values()]
+        if active is not None:
+            found = [r for r in found if (not r.is_final) == active]
+        return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
     def load_stop(self) -> Versioned[StopSwitch | None]:
         with self._lock:
