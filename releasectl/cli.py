@@ -112,6 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     quarantine.add_argument("site", nargs="?", help="lift: SUBSCRIPTION/RESOURCE_GROUP/SITE")
     quarantine.add_argument("version", nargs="?", help="lift: the version")
     quarantine.add_argument("--reason", help="lift: why, for the audit")
+    rollout = commands.add_parser("rollout", parents=[common, following], help="a release over several sites, in waves")
+    rollout.add_argument("action", choices=["publish", "status", "watch"])
+    rollout.add_argument("rollout_id", nargs="?", help="status/watch: the rollout's id")
+    rollout.add_argument("-f", "--file", help="publish: the rollout event, JSON or YAML")
+    rollout_proof = rollout.add_mutually_exclusive_group()
+    rollout_proof.add_argument("--key-id", help="sign with this key id; the key is in RELEASECTL_SIGNING_KEY")
+    rollout_proof.add_argument("--oidc", choices=["github", "azure-devops", "env"])
+    rollout_proof.add_argument("--unsigned", action="store_true")
+    rollout.add_argument("--oidc-audience")
     control = commands.add_parser("control", parents=[common], help="the global stop switch (admin)")
     control.add_argument("action", choices=["show", "stop", "start"])
     control.add_argument("--reason", help="stop/start: why, for the record")
@@ -204,6 +213,62 @@ def _site_key(text: str, flag: str) -> str:
     return f"{t['subscriptionId']}~{t['resourceGroup']}~{t['site']}".lower()
 
 
+ROLLOUT_EXIT = {"succeeded": Exit.SUCCEEDED, "stopped": Exit.ROLLED_BACK, "rolledBack": Exit.ROLLED_BACK}
+
+
+def _rollout_text(view: dict[str, Any]) -> str:
+    wave = view.get("wave") or {}
+    lines = [f"{view['rolloutId']} {view['phase']} (wave {wave.get('index')} of {wave.get('of')})"]
+    if view.get("reason"):
+        lines.append(f"  {view['reason']}")
+    for site in view.get("sites", []):
+        status = site.get("status") or site["state"]
+        lines.append(f"  wave {site['wave']}  {site['site']:24s} {site['state']:12s} {status}")
+    return "\n".join(lines)
+
+
+def _rollout(args: argparse.Namespace, api: Api) -> int:
+    if args.action == "publish":
+        if not args.file:
+            raise CommandError(Exit.USAGE, "rollout publish -f FILE")
+        raw = json.dumps(events._load(args.file), separators=(",", ":")).encode()
+        view = api.submit_rollout(raw, signing.as_headers(signing.proof(raw, args)))
+        _print(args, view, _rollout_text(view))
+        return int(Exit.SUCCEEDED)
+    if not args.rollout_id:
+        raise CommandError(Exit.USAGE, f"rollout {args.action} ROLLOUT_ID")
+    view = api.rollout(args.rollout_id)
+    if args.action == "status":
+        _print(args, view, _rollout_text(view))
+        return int(Exit.SUCCEEDED)
+    deadline = follow_clock() + args.timeout
+    shown = None
+    while view["phase"] not in ROLLOUT_EXIT:
+        text = _rollout_text(view)
+        if text != shown and args.output == "text":
+            print(text, file=sys.stderr)
+            shown = text
+        if follow_clock() >= deadline:
+            _print(args, view, text)
+            return int(Exit.TIMED_OUT)
+        follow_pause(args.interval)
+        view = api.rollout(args.rollout_id)
+    _print(args, view, _rollout_text(view))
+    return int(ROLLOUT_EXIT[view["phase"]])
+
+
+def follow_clock() -> float:
+    from releasectl import follow as following
+
+    return following.monotonic()
+
+
+def follow_pause(seconds: float) -> None:
+    from releasectl import follow as following
+
+    following.pause(seconds)
+
+
 def run(args: argparse.Namespace) -> int:
     from releasectl import render
 
@@ -253,6 +318,8 @@ def run(args: argparse.Namespace) -> int:
                 raise CommandError(Exit.USAGE, "quarantine lift SUBSCRIPTION/RESOURCE_GROUP/SITE VERSION --reason …")
             doc = api.lift_quarantine(_site_key(args.site, "site"), args.version, args.reason)
             _print(args, doc, f"lifted: {args.version} may be released on {doc['lifted']['site']} again")
+    elif command == "rollout":
+        return _rollout(args, api)
     elif command == "control":
         if args.action != "show" and not args.reason:
             raise CommandError(Exit.USAGE, f"control {args.action} --reason …")

@@ -153,3 +153,9 @@ class Api:
         if action is None:
             return dict(self.call("GET", "/control") or {})
         return dict(self.call("POST", f"/control/{action}", body=json.dumps({"reason": reason}).encode()) or {})
+
+    def submit_rollout(self, raw: bytes, proof_headers: dict[str, str]) -> dict[str, Any]:
+        return dict(self.call("POST", "/rollouts", body=raw, headers=proof_headers) or {})
+
+    def rollout(self, rollout_id: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/rollouts/{quote(rollout_id, safe='')}") or {})

@@ -216,3 +216,23 @@ def test_redeploy_and_quarantine_from_the_command_line(served, tmp_path, capsys,
     assert "may be released on contoso-web again" in capsys.readouterr().out
     assert main(["quarantine", "list"]) == Exit.SUCCEEDED
     assert "nothing quarantined" in capsys.readouterr().out
+
+
+def test_a_rollout_is_published_and_watched_to_its_end(served, tmp_path, capsys):
+    doc = {k: v for k, v in CANARY_EVENT.items() if k not in ("releaseId", "target")}
+    doc["rolloutId"] = "fleet-2.0"
+    doc["targets"] = [
+        {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-web", "site": name, "region": region}
+        for name, region in (("web-weu", "westeurope"), ("web-eus", "eastus"))
+    ]
+    doc["waves"] = [{"sites": ["web-weu"]}, {"sites": ["web-eus"]}]
+    path = tmp_path / "fleet.json"
+    path.write_text(json.dumps(doc))
+    assert main(["rollout", "publish", "-f", str(path), "--key-id", TEST_KEY_ID]) == Exit.SUCCEEDED
+    assert "wave 1  web-weu" in capsys.readouterr().out
+    assert main(["rollout", "watch", "fleet-2.0", "--interval", "1", "--timeout", "3h"]) == Exit.SUCCEEDED
+    out = capsys.readouterr().out
+    assert "fleet-2.0 succeeded" in out and out.count("succeeded") >= 3
+    assert main(["rollout", "status", "fleet-2.0", "--output", "json"]) == Exit.SUCCEEDED
+    view = json.loads(capsys.readouterr().out)
+    assert [s["phase"] for s in view["sites"]] == ["succeeded", "succeeded"]
