@@ -34,3 +34,11 @@ def dashboard_action(req: func.HttpRequest) -> func.HttpResponse:
     from shared.triggers import dashboard
 
     return dashboard.press(req)
+
+
+@bp.function_name("dashboard_rollout")
+@bp.route(route="dashboard/rollouts/{rolloutId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def dashboard_rollout(req: func.HttpRequest) -> func.HttpResponse:
+    from shared.triggers import dashboard
+
+    return dashboard.rollout_page(req)

@@ -57,7 +57,13 @@ def _when(value: datetime | None) -> str:
 
 
 def index(
-    summaries: Sequence[ReleaseSummary], sites: list[SiteLedger], viewer: Actor, *, script_nonce: str, now: datetime
+    summaries: Sequence[ReleaseSummary],
+    sites: list[SiteLedger],
+    viewer: Actor,
+    *,
+    script_nonce: str,
+    now: datetime,
+    rollouts: Sequence[Any] = (),
 ) -> str:
     """Every site with its active, queued and recent releases, and the ledger of bad releases
     stopped early."""
@@ -86,6 +92,18 @@ def index(
             entry[kind].sort(key=lambda r: r["sort"], reverse=True)
         entry["recent"] = entry["recent"][:RECENT_PER_SITE]
     running = any(entry["active"] or entry["queued"] for entry in by_site.values())
+    running = running or any(not r.is_final for r in rollouts)
+    fleet = [
+        {
+            "id": r.id,
+            "version": r.spec.version,
+            "phase": r.phase,
+            "wave": f"{r.wave + 1}/{len(r.spec.waves)}",
+            "sites": ", ".join(f"{run.site} {run.state}" for run in r.runs),
+            "updated": _when(r.updated_at or r.created_at),
+        }
+        for r in rollouts
+    ]
     return render(
         "index.html",
         title="Releases",
@@ -95,6 +113,7 @@ def index(
         now=_when(now),
         sites=sorted(by_site.values(), key=lambda e: (e["name"], e["resourceGroup"])),
         stats=stats_view(sites),
+        rollouts=fleet,
     )
 
 
@@ -178,4 +197,18 @@ def release(
 def problem(status: int, title: str, detail: str, viewer: Actor | None, *, script_nonce: str) -> str:
     return render(
         "problem.html", title=title, status=status, detail=detail, viewer=viewer, nonce=script_nonce, refresh=None
+    )
+
+
+def rollout(view: dict[str, Any], viewer: Actor, *, script_nonce: str, now: datetime, final: bool) -> str:
+    """One rollout: its waves, every site's state and its release's own status, and its log."""
+    return render(
+        "rollout.html",
+        title=view["rolloutId"],
+        viewer=viewer,
+        nonce=script_nonce,
+        refresh=None if final else REFRESH_SECONDS,
+        now=_when(now),
+        r=view,
+        log=list(reversed(view["log"])),
     )

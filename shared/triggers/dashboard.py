@@ -15,12 +15,12 @@ from urllib.parse import quote, urlencode
 import azure.functions as func
 
 from shared import bootstrap
-from shared.api import Problem, check_release_id, parse_action, reason_problem
+from shared.api import Problem, check_release_id, parse_action, reason_problem, rollout_view
 from shared.authority.principals import ACTION_ROLES
 from shared.dashboard import forms, pages
 from shared.domain.lifecycle import OverrideRefused
 from shared.domain.model import Actor, ActorKind
-from shared.ports import ReleaseNotFound, StoreUnavailable
+from shared.ports import ReleaseNotFound, RolloutNotFound, StoreUnavailable
 from shared.service import TooManyConflicts
 from shared.triggers.http import _allowed, _caller
 
@@ -75,6 +75,8 @@ def _serve(req: func.HttpRequest, work: Callable[[str], func.HttpResponse]) -> f
         status, title, detail = 403, "The form was refused", str(exc)
     except ReleaseNotFound as exc:
         status, title, detail = 404, "No such release", str(exc)
+    except RolloutNotFound as exc:
+        status, title, detail = 404, "No such rollout", str(exc)
     except OverrideRefused as exc:
         status, title, detail = 409, "Not allowed in the release's current state", exc.reason
     except TooManyConflicts:
@@ -93,7 +95,10 @@ def overview(req: func.HttpRequest) -> func.HttpResponse:
         viewer = _person(req, "dashboard")
         service = bootstrap.get_service()
         summaries, ledger = service.overview(limit=OVERVIEW_LIMIT)
-        body = pages.index(summaries, ledger, viewer, script_nonce=script_nonce, now=service.clock.now())
+        fleet = service.rollouts(limit=20)
+        body = pages.index(
+            summaries, ledger, viewer, script_nonce=script_nonce, now=service.clock.now(), rollouts=fleet
+        )
         return _page(200, body, script_nonce)
 
     return _serve(req, work)
@@ -148,5 +153,18 @@ def press(req: func.HttpRequest) -> func.HttpResponse:
         result = bootstrap.get_service().override(release_id, action, actor=viewer, reason=reason.strip())
         target = f"/api/dashboard/releases/{quote(result.id)}?{urlencode({'done': action.value})}"
         return _page(303, "", script_nonce, {"Location": target})
+
+    return _serve(req, work)
+
+
+def rollout_page(req: func.HttpRequest) -> func.HttpResponse:
+    def work(script_nonce: str) -> func.HttpResponse:
+        viewer = _person(req, "dashboard")
+        rollout_id = check_release_id(req.route_params.get("rolloutId", ""))
+        service = bootstrap.get_service()
+        r = service.get_rollout(rollout_id)
+        view = rollout_view(r, service.rollout_children(r))
+        body = pages.rollout(view, viewer, script_nonce=script_nonce, now=service.clock.now(), final=r.is_final)
+        return _page(200, body, script_nonce)
 
     return _serve(req, work)

@@ -136,3 +136,27 @@ def test_stored_text_is_escaped_on_the_page(indexed, app):
     _, html = release_page(indexed)
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+
+
+def test_a_rollout_has_its_page_with_every_site(indexed, app):
+    from tests.builders import CANARY_EVENT, SUBSCRIPTION, body, signed
+
+    doc = {k: v for k, v in CANARY_EVENT.items() if k not in ("releaseId", "target")}
+    doc.update(
+        rolloutId="fleet-9",
+        targets=[
+            {"subscriptionId": SUBSCRIPTION, "resourceGroup": "rg-web", "site": s} for s in ("web-one", "web-two")
+        ],
+        waves=[{"sites": ["web-one"]}, {"sites": ["web-two"]}],
+    )
+    raw = body(doc)
+    assert app.service.ingest_rollout(raw, message_id=None, source="test", proof=signed(raw)).outcome == "created"
+    overview = page(indexed, "dashboard", "/api/dashboard")[1]
+    assert 'href="/api/dashboard/rollouts/fleet-9"' in overview
+    response, html = page(
+        indexed, "dashboard_rollout", "/api/dashboard/rollouts/fleet-9", route={"rolloutId": "fleet-9"}
+    )
+    assert response.status_code == 200
+    assert "web-one" in html and "web-two" in html and 'href="/api/dashboard/releases/fleet-9:web-one"' in html
+    missing = page(indexed, "dashboard_rollout", "/api/dashboard/rollouts/nope", route={"rolloutId": "nope"})[0]
+    assert missing.status_code == 404

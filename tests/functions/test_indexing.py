@@ -45,6 +45,7 @@ def test_every_function_is_registered_with_its_trigger(indexed):
         "dashboard": "httpTrigger",
         "dashboard_release": "httpTrigger",
         "dashboard_action": "httpTrigger",
+        "dashboard_rollout": "httpTrigger",
     }
 
 
@@ -77,6 +78,7 @@ def test_http_routes_methods_and_auth_levels(indexed):
         "dashboard": ("dashboard", ("GET",), "ANONYMOUS"),
         "dashboard_release": ("dashboard/releases/{releaseId}", ("GET",), "ANONYMOUS"),
         "dashboard_action": ("dashboard/releases/{releaseId}/{action}", ("POST",), "ANONYMOUS"),
+        "dashboard_rollout": ("dashboard/rollouts/{rolloutId}", ("GET",), "ANONYMOUS"),
     }
 
 

@@ -62,6 +62,7 @@ def test_it_finds_every_trigger_of_the_app(host):
         "dashboard",
         "dashboard_release",
         "dashboard_action",
+        "dashboard_rollout",
     }
     assert [(name, seconds) for name, seconds, _ in host.timers] == [("reconcile_timer", 5.0)]
     assert list(host.service_bus) == ["release_events"]
