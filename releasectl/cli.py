@@ -24,7 +24,7 @@ from releasectl.follow import follow
 from releasectl.outcomes import MEANINGS, Exit
 from shared.domain.durations import parse_duration
 
-OVERRIDES = ("pause", "resume", "promote", "rollback", "approve", "retry", "ignore-schedule")
+OVERRIDES = ("pause", "resume", "promote", "rollback", "approve", "retry", "ignore-schedule", "release-site")
 
 
 def _seconds(text: str) -> float:
