@@ -2,13 +2,13 @@
 the controller, and every invariant is checked after every step.
 
 Each scenario is a sequence of steps over two sites: releases submitted (new, repeated, with a
-different plan under the same id), timer ticks and single reconciles, overrides from two people,
-retries, faults on every platform call (transient, no answer, terminal, a token outage, a swap the
-platform fails), crashes after a platform call and before or after a save, storage outages and
-restarts, someone else acting in the middle of an operation (a second reconciler, a person, the
-next build), a notifier that fails, clock jumps, and metrics flipping between good, bad, too few
-and none. At the end the world is healed and every release must settle within a bound of calm
-ticks, with its alerts delivered.
+different plan under the same id), rollouts over both sites in two waves, timer ticks and single
+reconciles, overrides from two people, retries, faults on every platform call (transient, no
+answer, terminal, a token outage, a swap the platform fails), crashes after a platform call and
+before or after a save, storage outages and restarts, someone else acting in the middle of an
+operation (a second reconciler, a person, the next build), a notifier that fails, clock jumps,
+and metrics flipping between good, bad, too few and none. At the end the world is healed and every
+release and rollout must settle within a bound of calm ticks, with its alerts delivered.
 
 ``python -m tests.faults.run`` runs it at scale; ``tests/faults/test_interleavings.py`` runs a
 bounded, seeded subset in the suite.
@@ -48,6 +48,7 @@ class RunStats:
     crashes: int = 0
     restarts: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    rollouts: Counter[str] = field(default_factory=Counter)
 
 
 STATS = RunStats()
@@ -89,6 +90,12 @@ class Interleavings(RuleBasedStateMachine):
         self._step()
         variant = PLANS[(version + plan) % len(PLANS)] if changed else PLANS[(version + len(site)) % len(PLANS)]
         self.world.run(lambda: self.world.submit(site, version, variant, changed=changed))
+
+    @rule(version=st.integers(5, 6), plan=st.integers(0, 4))
+    def submit_rollout(self, version: int, plan: int) -> None:
+        """A rollout over both sites (wave one, then wave two): new, or delivered again."""
+        self._step()
+        self.world.run(lambda: self.world.submit_rollout(version, PLANS[(version + plan) % len(PLANS)]))
 
     @rule(n=st.integers(0, 64), kind=st.sampled_from(PEOPLE_DO), actor=st.sampled_from(["pat", "dana"]))
     def override(self, n: int, kind: OverrideKind, actor: str) -> None:
@@ -237,6 +244,7 @@ class Interleavings(RuleBasedStateMachine):
         self.world.check_settled()
         STATS.releases += len(self.world.known)
         STATS.outcomes.update(r.phase.value for r in self.world.releases())
+        STATS.rollouts.update(r.phase for r in self.world.raw_store.list_rollouts())
         STATS.calm_rounds_max = max(STATS.calm_rounds_max, rounds)
         self.cleanup()
 

@@ -35,7 +35,8 @@ def summary(store: str, stats: dict[str, Any], elapsed: float, outcome: str) -> 
         f"{store}: {stats['scenarios']} scenarios, {stats['steps']} steps, {stats['releases']} releases, "
         f"{stats['faults']} faults, {stats['crashes']} crashes armed, {stats['restarts']} storage restarts, "
         f"at most {stats['calm_rounds_max']} calm ticks to settle; {elapsed:.0f} s; {outcome}\n"
-        f"  releases ended: {dict(sorted(stats['outcomes'].items()))}"
+        f"  releases ended: {dict(sorted(stats['outcomes'].items()))}\n"
+        f"  rollouts ended: {dict(sorted(stats.get('rollouts', {}).items()))}"
     )
 
 
@@ -66,7 +67,11 @@ def run_store(store: str, scenarios: int, steps: int, seed: int | None) -> tuple
 
         traceback.print_exception(exc)
         outcome = f"VIOLATION: {str(exc).splitlines()[0]}"
-    stats = {**asdict(machine.STATS), "outcomes": dict(machine.STATS.outcomes)}  # asdict garbles a Counter
+    stats = {  # asdict garbles a Counter
+        **asdict(machine.STATS),
+        "outcomes": dict(machine.STATS.outcomes),
+        "rollouts": dict(machine.STATS.rollouts),
+    }
     return stats, time.monotonic() - started, outcome
 
 
@@ -84,7 +89,7 @@ def run_shards(store: str, args: argparse.Namespace) -> bool:
         return n, stats, done.stdout + done.stderr
 
     started = time.monotonic()
-    total: dict[str, Any] = {**asdict(machine.RunStats()), "outcomes": Counter()}
+    total: dict[str, Any] = {**asdict(machine.RunStats()), "outcomes": Counter(), "rollouts": Counter()}
     held = True
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         for n, stats, output in pool.map(shard, range(1, args.shards + 1)):
@@ -100,6 +105,7 @@ def run_shards(store: str, args: argparse.Namespace) -> bool:
                 total[key] += stats[key]
             total["calm_rounds_max"] = max(total["calm_rounds_max"], stats["calm_rounds_max"])
             total["outcomes"].update(stats["outcomes"])
+            total["rollouts"].update(stats.get("rollouts", {}))
     outcome = "no invariant violated" if held else "VIOLATION (see the shard above)"
     print(f"all {args.shards} shards, " + summary(store, total, time.monotonic() - started, outcome), flush=True)
     return held

@@ -51,7 +51,7 @@ from shared.ports import (
     TransientPlatformError,
 )
 from shared.service import ReleaseService, TooManyConflicts
-from tests.builders import SUBSCRIPTION, authority_for_tests, ingest, person
+from tests.builders import SUBSCRIPTION, authority_for_tests, ingest, person, signed
 
 MUTATING = ("deploy", "set_weight", "begin_swap", "restore_staging")
 OPERATIONS = ("observe", *MUTATING)
@@ -347,6 +347,42 @@ class World:
         for release_id, error in report.errors:
             if not error.startswith(("StoreUnavailable", "TooManyConflicts")):
                 raise AssertionError(f"reconciling {release_id} failed: {error}")
+        self.service.reconcile_rollouts()
+
+    def submit_rollout(self, version: int, variant: str) -> str:
+        """A rollout of ``version`` over both sites, one wave each (published again when it was)."""
+        doc = release_event(SITES[0], version, variant)
+        for key in ("releaseId", "target"):
+            doc.pop(key)
+        doc["rolloutId"] = f"fleet-{version}"
+        doc["targets"] = [
+            {"subscriptionId": target(s).subscription_id, "resourceGroup": target(s).resource_group, "site": s}
+            for s in SITES
+        ]
+        doc["waves"] = [{"sites": [SITES[0]]}, {"sites": [SITES[1]], "bake": "5m"}]
+        raw = body(doc)
+        result = self.service.ingest_rollout(raw, message_id=doc["rolloutId"], source="serviceBus", proof=signed(raw))
+        return result.outcome
+
+    def check_rollouts(self) -> None:
+        """Invariant 11: a rollout composes per-site releases wave by wave: a site of a later wave
+        started only after every site of the waves before it succeeded, and each site's release is
+        the rollout's version on that site."""
+        for r in self.raw_store.list_rollouts():
+            done = {"succeeded", "reverting", "reverted", "revertFailed", "kept"}
+            for run in r.runs:
+                if run.state == "waiting":
+                    continue
+                earlier = [x for x in r.runs if x.wave < run.wave]
+                assert all(x.state in done for x in earlier), f"invariant 11: {r.id} started {run.site} too soon"
+                found = self.raw_store.find_release(run.release_id)
+                if found is not None:
+                    spec = found.value.spec
+                    assert spec.version == r.spec.version and spec.target.site.lower() == run.site, (
+                        f"invariant 11: {run.release_id} is not {r.id}'s release on {run.site}"
+                    )
+            if r.phase == "succeeded":
+                assert all(run.state == "succeeded" for run in r.runs), f"invariant 11: {r.id} succeeded early"
 
     def run(self, action: Callable[[], Any]) -> Any:
         """Do something as a worker would: a crash or a storage outage ends it, nothing else may."""
@@ -442,6 +478,7 @@ class World:
                 f"due index: {r.id} ({r.phase}) needs attention at {due_at} but is indexed at {indexed.get(r.id)}"
             )
         assert set(indexed) <= set(ids), f"due index: entries with no release {sorted(set(indexed) - set(ids))}"
+        self.check_rollouts()
         assert not self.violations, f"invariant {self.violations[0].what}: {self.violations[0].detail}"
 
     def check_audits(self) -> None:
@@ -459,7 +496,8 @@ class World:
         self.heal()
         for n in range(1, rounds + 1):
             releases = self.releases()
-            if all(r.settled for r in releases) and not self.raw_store.list_active():
+            rollouts_done = all(r.is_final for r in self.raw_store.list_rollouts())
+            if all(r.settled for r in releases) and not self.raw_store.list_active() and rollouts_done:
                 return n
             for r in releases:
                 if r.phase is Phase.AWAITING_APPROVAL:
