@@ -365,7 +365,7 @@ class World:
         return result.outcome
 
     def check_rollouts(self) -> None:
-        """Invariant 11: a rollout composes per-site releases wave by wave: a site of a later wave
+        """Rollouts: a rollout composes per-site releases wave by wave: a site of a later wave
         started only after every site of the waves before it succeeded, and each site's release is
         the rollout's version on that site."""
         for r in self.raw_store.list_rollouts():
@@ -374,15 +374,15 @@ class World:
                 if run.state == "waiting":
                     continue
                 earlier = [x for x in r.runs if x.wave < run.wave]
-                assert all(x.state in done for x in earlier), f"invariant 11: {r.id} started {run.site} too soon"
+                assert all(x.state in done for x in earlier), f"rollouts: {r.id} started {run.site} too soon"
                 found = self.raw_store.find_release(run.release_id)
                 if found is not None:
                     spec = found.value.spec
                     assert spec.version == r.spec.version and spec.target.site.lower() == run.site, (
-                        f"invariant 11: {run.release_id} is not {r.id}'s release on {run.site}"
+                        f"rollouts: {run.release_id} is not {r.id}'s release on {run.site}"
                     )
             if r.phase == "succeeded":
-                assert all(run.state == "succeeded" for run in r.runs), f"invariant 11: {r.id} succeeded early"
+                assert all(run.state == "succeeded" for run in r.runs), f"rollouts: {r.id} succeeded early"
 
     def run(self, action: Callable[[], Any]) -> Any:
         """Do something as a worker would: a crash or a storage outage ends it, nothing else may."""
