@@ -92,3 +92,19 @@ def test_the_global_stop_holds_advancement_but_not_rollbacks_and_an_admin_can_le
         assert e2e.service.stop_reason() is None
     finally:
         e2e.http.close()
+
+
+def test_a_release_submitted_in_a_freeze_waits_and_starts_when_it_ends(emulator, table_store, clock):
+    freeze = {"from": "2026-11-26T02:00:00+00:00", "to": "2026-11-26T03:30:00+00:00", "reason": "maintenance"}
+    e2e = controller(emulator, table_store, clock, freezes=[freeze])
+    try:
+        release_id = e2e.submit(canary_event(steps=(50,)))
+        release = e2e.service.get(release_id)
+        assert release.phase is Phase.PENDING and "maintenance" in release.held
+        assert release.held_until == datetime(2026, 11, 26, 3, 30, tzinfo=UTC)
+        e2e.until(release_id, lambda r: r.is_final, seconds=300)
+        assert e2e.phase(release_id) is Phase.SUCCEEDED
+        started = next(a.entry.at for a in e2e.service.audit(release_id) if a.entry.action == "deploy.started")
+        assert started >= datetime(2026, 11, 26, 3, 30, tzinfo=UTC)
+    finally:
+        e2e.http.close()
