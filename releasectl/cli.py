@@ -257,6 +257,12 @@ def _rollout(args: argparse.Namespace, api: Api) -> int:
     return int(ROLLOUT_EXIT[view["phase"]])
 
 
+def _is_rollout(api: Api, rollout_id: str) -> bool:
+    from urllib.parse import quote
+
+    return api.call("GET", f"/rollouts/{quote(rollout_id, safe='')}", missing_ok=True) is not None
+
+
 def follow_clock() -> float:
     from releasectl import follow as following
 
@@ -282,6 +288,9 @@ def run(args: argparse.Namespace) -> int:
         return _publish(args)
     api = _api(args)
     if command in ("wait", "watch"):
+        if api.release(args.release_id, missing_ok=True) is None and _is_rollout(api, args.release_id):
+            args.action, args.rollout_id = "watch", args.release_id
+            return _rollout(args, api)  # the id names a rollout: follow every site
         return _follow(args, api, args.release_id, live=command == "watch", published=False)
     if command == "status":
         view = api.release(args.release_id)

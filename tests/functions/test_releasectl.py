@@ -230,7 +230,7 @@ def test_a_rollout_is_published_and_watched_to_its_end(served, tmp_path, capsys)
     path.write_text(json.dumps(doc))
     assert main(["rollout", "publish", "-f", str(path), "--key-id", TEST_KEY_ID]) == Exit.SUCCEEDED
     assert "wave 1  web-weu" in capsys.readouterr().out
-    assert main(["rollout", "watch", "fleet-2.0", "--interval", "1", "--timeout", "3h"]) == Exit.SUCCEEDED
+    assert main(["watch", "fleet-2.0", "--interval", "1", "--timeout", "3h"]) == Exit.SUCCEEDED  # a rollout's id
     out = capsys.readouterr().out
     assert "fleet-2.0 succeeded" in out and out.count("succeeded") >= 3
     assert main(["rollout", "status", "fleet-2.0", "--output", "json"]) == Exit.SUCCEEDED
