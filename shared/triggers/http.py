@@ -163,20 +163,24 @@ def _header(req: func.HttpRequest, name: str) -> str | None:
     return value or None
 
 
+def _event(req: func.HttpRequest) -> tuple[bytes, EventProof]:
+    """A submitted event's body (JSON, within the size limit) and the proof its headers carry."""
+    require_json(req.headers)
+    body = req.get_body() or b""
+    if len(body) > MAX_EVENT_BYTES:
+        raise Problem(413, "too-large", "The event is too large", f"{len(body)} bytes; the limit is {MAX_EVENT_BYTES}")
+    proof = EventProof(
+        signature=_header(req, "x-release-signature-256"),
+        key_id=_header(req, "x-release-key-id"),
+        identity_token=_header(req, "x-release-identity-token"),
+    )
+    return body, proof
+
+
 def submit_release(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
         actor = _who(req, "submit")
-        require_json(req.headers)
-        body = req.get_body() or b""
-        if len(body) > MAX_EVENT_BYTES:
-            raise Problem(
-                413, "too-large", "The event is too large", f"{len(body)} bytes; the limit is {MAX_EVENT_BYTES}"
-            )
-        proof = EventProof(
-            signature=_header(req, "x-release-signature-256"),
-            key_id=_header(req, "x-release-key-id"),
-            identity_token=_header(req, "x-release-identity-token"),
-        )
+        body, proof = _event(req)
         key = _header(req, "idempotency-key")
         result = bootstrap.get_service().ingest(
             body, message_id=key, source="http", proof=proof, caller=actor, keep_rejections=False
@@ -383,17 +387,7 @@ def submit_rollout(req: func.HttpRequest) -> func.HttpResponse:
 
     def work() -> func.HttpResponse:
         actor = _who(req, "submit")
-        require_json(req.headers)
-        body = req.get_body() or b""
-        if len(body) > MAX_EVENT_BYTES:
-            raise Problem(
-                413, "too-large", "The event is too large", f"{len(body)} bytes; the limit is {MAX_EVENT_BYTES}"
-            )
-        proof = EventProof(
-            signature=_header(req, "x-release-signature-256"),
-            key_id=_header(req, "x-release-key-id"),
-            identity_token=_header(req, "x-release-identity-token"),
-        )
+        body, proof = _event(req)
         service = bootstrap.get_service()
         result = service.ingest_rollout(
             body,
