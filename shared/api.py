@@ -335,6 +335,15 @@ def parse_reason(body: bytes) -> str:
     return reason.strip()
 
 
+def check_site_key(value: str) -> str:
+    """A site key from a route: ``subscriptionId~resourceGroup~site`` (lower case as stored)."""
+    parts = value.lower().split("~")
+    patterns = (SUBSCRIPTION_PATTERN, RESOURCE_GROUP_PATTERN, SITE_PATTERN)
+    if len(parts) != 3 or not all(matches(p, part) for p, part in zip(patterns, parts, strict=True)):
+        raise bad_request("no such site", [("siteKey", "is subscriptionId~resourceGroup~site")])
+    return "~".join(parts)
+
+
 def parse_redeploy(body: bytes) -> tuple[Target, str]:
     """``{"to": {"subscriptionId", "resourceGroup", "site", "slot"?}, "reason": "..."}``."""
     try:

@@ -23,6 +23,7 @@ def rollout_to_record(r: Rollout) -> dict[str, Any]:
         "rolloutId": spec.rollout_id,
         "version": spec.version,
         "onFailure": spec.on_failure,
+        "fingerprint": spec.fingerprint,
         "sites": [
             {"site": s.site, "region": s.region, "spec": spec_to_record(s.spec), "policy": policy_to_record(s.policy)}
             for s in spec.sites
@@ -66,6 +67,7 @@ def rollout_from_record(d: dict[str, Any]) -> Rollout:
         ),
         waves=tuple(Wave(tuple(w["sites"]), int(w["maxInFlight"]), int(w["bake"])) for w in d["waves"]),
         on_failure=d.get("onFailure", "keep"),
+        fingerprint=d.get("fingerprint", ""),
     )
     return Rollout(
         spec=spec,

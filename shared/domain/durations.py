@@ -10,7 +10,7 @@ _DURATION = re.compile(r"^(?=\d)(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 def parse_duration(value: int | str) -> int:
     """Seconds in ``value``; raises ValueError when it is not a duration."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError("a duration is a number of seconds or a string like '90s', '5m', '1h30m'")
     if isinstance(value, int):
         if value < 0:

@@ -12,6 +12,8 @@ single release event is, and any error in it is named once.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,6 @@ from shared.domain.durations import parse_duration
 from shared.domain.model import ReleaseSpec
 from shared.domain.schema import (
     MAX_EVENT_BYTES,
-    RELEASE_ID_PATTERN,
     SchemaError,
     matches,
     spec_from_document,
@@ -30,6 +31,9 @@ from shared.domain.waves import MAX_SITES, Wave, child_id
 ROLLOUT_KEYS = ("rolloutId", "targets", "waves")
 MAX_WAVES = 20
 REGION_PATTERN = r"^[a-z0-9]{2,40}$"
+# No ":" (its sites' releases are "<rolloutId>:<site>", reverts "<rolloutId>:revert:<site>"), and
+# short enough that every such id fits the 128 characters of a release id.
+ROLLOUT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,55}$"
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,19 @@ class FleetEvent:
     version: str
     sites: tuple[tuple[ReleaseSpec, str | None], ...]  # each site's release plan, and its region
     waves: tuple[Wave, ...]
+    fingerprint: str = ""  # the plan as sent: the same id for another plan is a conflict
 
 
 def is_rollout(body: bytes) -> bool:
-    """Whether ``body`` looks like a rollout event (cheap: the full check is parse_rollout_event)."""
-    return b'"targets"' in body and b'"waves"' in body
+    """Whether ``body`` is a rollout event rather than a release event: an object with ``targets``
+    and ``waves`` and no ``target`` (the full check is parse_rollout_event)."""
+    if b'"targets"' not in body or b'"waves"' not in body:
+        return False
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(doc, dict) and "targets" in doc and "waves" in doc and "target" not in doc
 
 
 def parse_rollout_event(body: bytes | str, *, default_rollout_id: str | None = None) -> FleetEvent:
@@ -54,8 +66,8 @@ def parse_rollout_event(body: bytes | str, *, default_rollout_id: str | None = N
     rollout_id = doc.get("rolloutId", default_rollout_id)
     if "target" in doc or "releaseId" in doc:
         errors += [(k, "a rollout has targets and a rolloutId instead") for k in ("target", "releaseId") if k in doc]
-    if not isinstance(rollout_id, str) or not matches(RELEASE_ID_PATTERN, rollout_id) or len(rollout_id) > 64:
-        errors.append(("rolloutId", f"is required and must match {RELEASE_ID_PATTERN}, at most 64 characters"))
+    if not isinstance(rollout_id, str) or not matches(ROLLOUT_ID_PATTERN, rollout_id):
+        errors.append(("rolloutId", f"is required and must match {ROLLOUT_ID_PATTERN}"))
     targets = doc.get("targets")
     if not isinstance(targets, list) or not 1 <= len(targets) <= MAX_SITES:
         errors.append(("targets", f"must list 1 to {MAX_SITES} sites"))
@@ -130,7 +142,9 @@ def parse_rollout_event(body: bytes | str, *, default_rollout_id: str | None = N
     if errors:
         raise SchemaError(errors)
     assert isinstance(rollout_id, str)
-    return FleetEvent(rollout_id, sites[0][0].version, tuple(sites), tuple(waves))
+    plan = json.dumps({k: v for k, v in doc.items() if k != "rolloutId"}, sort_keys=True, separators=(",", ":"))
+    fingerprint = hashlib.sha256(plan.encode()).hexdigest()
+    return FleetEvent(rollout_id, sites[0][0].version, tuple(sites), tuple(waves), fingerprint)
 
 
 def describe(event: FleetEvent) -> dict[str, Any]:

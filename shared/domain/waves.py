@@ -83,6 +83,7 @@ class RolloutSpec:
     sites: tuple[FleetSite, ...]
     waves: tuple[Wave, ...]
     on_failure: str = "keep"  # or "rollbackAll": the sites already done go back to what they ran
+    fingerprint: str = ""  # the plan as sent (the same id for another plan is refused)
 
     def site(self, name: str) -> FleetSite:
         return next(s for s in self.sites if s.site == name)
@@ -238,17 +239,19 @@ def decide_rollout(r: Rollout, children: Mapping[str, Child], now: datetime) -> 
         reason = f"{first.site} failed ({first.outcome}); no further site starts"
         note("rollout.stopped", f"stopped: {reason}; the sites already done: {r.spec.on_failure}")
         if r.spec.on_failure == "rollbackAll":
-            for site, run in list(runs.items()):
-                if run.state == "running":
-                    roll_back.append(run.release_id)
-                elif run.state == "succeeded" and run.previous:
-                    rid = revert_id(r.id, site)
-                    runs[site] = replace(run, state="reverting", revert_id=rid)
-                    revert.append(site)
-                    note("site.reverting", f"{site}: running its previous release {run.previous} again as {rid}")
-                elif run.state == "succeeded":
-                    runs[site] = replace(run, state="kept")
-                    note("site.kept", f"{site}: no earlier release succeeded there: nothing to go back to")
+            roll_back += [run.release_id for run in runs.values() if run.state == "running"]
+    if phase == "stopping" and r.spec.on_failure == "rollbackAll":
+        # Every site that took the new version goes back: those done when it stopped, and any that
+        # succeeded since (its rollback came too late).
+        for site, run in list(runs.items()):
+            if run.state == "succeeded" and run.previous:
+                rid = revert_id(r.id, site)
+                runs[site] = replace(run, state="reverting", revert_id=rid)
+                revert.append(site)
+                note("site.reverting", f"{site}: running its previous release {run.previous} again as {rid}")
+            elif run.state == "succeeded":
+                runs[site] = replace(run, state="kept")
+                note("site.kept", f"{site}: no earlier release succeeded there: nothing to go back to")
 
     # 3. The current wave: start sites while there is room; move on once all of it succeeded.
     while True:

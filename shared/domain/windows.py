@@ -162,7 +162,13 @@ def parse_schedule(windows: Sequence[dict], freezes: Sequence[dict], default_tz:
     def weekly(doc: dict) -> Weekly:
         tz = str(doc.get("timeZone") or default_tz)
         zone(tz)
-        return Weekly(parse_days(str(doc["days"])), parse_time(str(doc["from"])), parse_time(str(doc["to"])), tz)
+        start, end = parse_time(str(doc["from"])), parse_time(str(doc["to"]))
+        if end != time(0) and end <= start:
+            raise WindowError(
+                f"{doc['from']}-{doc['to']} ends before it starts: write one that crosses midnight as two "
+                "(…-00:00 and 00:00-…)"
+            )
+        return Weekly(parse_days(str(doc["days"])), start, end, tz)
 
     def once(doc: dict) -> Span:
         tz = zone(str(doc.get("timeZone") or default_tz))

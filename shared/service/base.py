@@ -248,7 +248,7 @@ class ServiceBase:
         if cached is not None and now - cached[0] < STOP_CACHE_SECONDS:
             return cached[1]
         switch = self.store.load_stop().value
-        reason = f"{switch.reason} (by {switch.by} at {switch.at:%Y-%m-%d %H:%M}Z)" if switch and switch.on else None
+        reason = _stop_text(switch) if switch and switch.on else None
         self._stop_cache = (now, reason)
         return reason
 
@@ -261,7 +261,7 @@ class ServiceBase:
                 self.store.save_stop(switch, current.etag)
             except ConcurrencyConflict:
                 continue
-            self._stop_cache = (time.monotonic(), None if not on else f"{reason} (by {actor.label})")
+            self._stop_cache = (time.monotonic(), _stop_text(switch) if on else None)
             log.warning("global stop %s by %s: %s", "pulled" if on else "released", actor.id, reason)
             return switch
         raise TooManyConflicts("the stop switch kept changing; try again")
@@ -332,3 +332,8 @@ def _failure(exc: Exception) -> str:
     if "://" in text:
         return type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:200]
+
+
+def _stop_text(switch: StopSwitch) -> str:
+    """The global stop as a held release says it (the same words whoever read the switch)."""
+    return f"{switch.reason} (by {switch.by} at {switch.at:%Y-%m-%d %H:%M}Z)"

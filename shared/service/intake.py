@@ -198,6 +198,9 @@ class Intake(ServiceBase):
         except policy.PolicyRefusal as exc:
             why = "; ".join(f"{f or '(event)'}: {m}" for f, m in exc.errors)
             return IngestResult("rejected", errors=exc.errors, reason=why, refusal="forbidden")
+        refusal = self._quarantine_refusal(admitted.spec, admitted.policy, self.store.load_site(to.site_key).value)
+        if refusal is not None:  # refused before the link is written: no link to a release that never was
+            return IngestResult("rejected", errors=[("version", refusal)], reason=refusal, refusal="forbidden")
         for _ in range(self.conflict_retries):
             loaded = self.store.load_release(source.id)
             link = lifecycle.plan_redeploy(loaded.value, new_id, to, actor, reason, self.clock.now())

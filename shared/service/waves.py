@@ -18,7 +18,7 @@ from shared.authority.proofs import EventProof, ProofRefused
 from shared.domain import policy, waves
 from shared.domain.fleet_event import parse_rollout_event
 from shared.domain.lifecycle import OverrideRefused
-from shared.domain.model import Actor, ActorKind, OverrideKind, Release
+from shared.domain.model import Actor, ActorKind, OverrideKind, Phase, Release
 from shared.domain.schema import SchemaError, spec_fingerprint
 from shared.ports import ConcurrencyConflict, ReleaseIdConflict
 from shared.service.base import TooManyConflicts, log
@@ -32,7 +32,7 @@ class RolloutResult:
     rollout: waves.Rollout | None = None
     errors: list[tuple[str, str]] = field(default_factory=list)
     reason: str = ""
-    refusal: Literal["invalid", "unproven", "forbidden"] | None = None
+    refusal: Literal["invalid", "unproven", "forbidden", "conflict"] | None = None
 
 
 def _controller(rollout_id: str) -> Actor:
@@ -54,8 +54,11 @@ class Rollouts(Intake, Overrides):
         regions in one wave unless every site's rule allows it. Refusals are stored like a release
         event's and never raised."""
 
-        def refuse(kind: Literal["invalid", "unproven", "forbidden"], errors: list[tuple[str, str]]) -> RolloutResult:
-            refused = self._refuse(body, message_id, source, kind, errors, keep_rejections)
+        def refuse(
+            kind: Literal["invalid", "unproven", "forbidden", "conflict"], errors: list[tuple[str, str]]
+        ) -> RolloutResult:
+            stored = "invalid" if kind == "conflict" else kind
+            refused = self._refuse(body, message_id, source, stored, errors, keep_rejections)
             return RolloutResult("rejected", errors=refused.errors, reason=refused.reason, refusal=kind)
 
         try:
@@ -79,7 +82,9 @@ class Rollouts(Intake, Overrides):
         if errors:
             return refuse("forbidden", errors)
         on_failure = "rollbackAll" if any(r and r.rollout_on_failure == "rollbackAll" for r in rules) else "keep"
-        spec = waves.RolloutSpec(event.rollout_id, event.version, tuple(sites), event.waves, on_failure)
+        spec = waves.RolloutSpec(
+            event.rollout_id, event.version, tuple(sites), event.waves, on_failure, event.fingerprint
+        )
         if not all(r and r.allow_paired_regions for r in rules):
             conflicts = waves.paired_conflicts(spec)
             if conflicts:
@@ -93,7 +98,10 @@ class Rollouts(Intake, Overrides):
             spec, self.clock.now(), actor=origin.actor.label, source=source, submitters=submitters
         )
         if not self.store.create_rollout(rollout):
-            return RolloutResult("duplicate", self.store.load_rollout(event.rollout_id).value)
+            existing = self.store.load_rollout(event.rollout_id).value
+            if existing.spec.fingerprint and existing.spec.fingerprint != event.fingerprint:
+                return refuse("conflict", [("rolloutId", "is already used by a different rollout")])
+            return RolloutResult("duplicate", existing)
         log.info("rollout %s created over %d sites", event.rollout_id, len(sites))
         return RolloutResult("created", self.reconcile_rollout(event.rollout_id))
 
@@ -126,8 +134,7 @@ class Rollouts(Intake, Overrides):
         by = _controller(r.id)
         for site in decision.start:
             planned = r.spec.site(site)
-            last_good = self.store.load_site(planned.spec.target.site_key).value.last_good
-            previous = last_good.release_id if last_good and last_good.release_id != planned.spec.release_id else None
+            previous = self._previous_good(planned.spec.target.site_key, planned.spec.release_id)
             try:
                 self.submit(
                     planned.spec,
@@ -166,6 +173,19 @@ class Rollouts(Intake, Overrides):
                 )
                 r = replace(r, runs=runs)
         return r
+
+    def _previous_good(self, site_key: str, release_id: str) -> str | None:
+        """The release the site ran before ``release_id``: its last good one — or, when that is
+        ``release_id`` itself (a rollout saved after a crash that had created it), the newest other
+        release that succeeded there."""
+        last_good = self.store.load_site(site_key).value.last_good
+        if last_good is None or last_good.release_id != release_id:
+            return last_good.release_id if last_good else None
+        for loaded in self.store.list_site_releases(site_key):  # newest first
+            r = loaded.value
+            if r.id != release_id and r.phase is Phase.SUCCEEDED:
+                return r.id
+        return None
 
     def reconcile_rollouts(self) -> list[str]:
         """Every rollout not yet final (the timer's tick). Returns those it looked at."""

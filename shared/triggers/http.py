@@ -21,6 +21,7 @@ from shared.api import (
     audit_view,
     bad_request,
     check_release_id,
+    check_site_key,
     measurements_view,
     parse_action,
     parse_list_query,
@@ -315,10 +316,10 @@ def list_quarantine(req: func.HttpRequest) -> func.HttpResponse:
 def lift_quarantine(req: func.HttpRequest) -> func.HttpResponse:
     def work() -> func.HttpResponse:
         actor = _who(req, "lift-quarantine")
-        site_key = req.route_params.get("siteKey", "")
+        site_key = check_site_key(req.route_params.get("siteKey", ""))
         version = req.route_params.get("version", "")
-        if not (0 < len(site_key) <= 400 and site_key.count("~") == 2) or not (0 < len(version) <= 128):
-            raise bad_request("no such site or version", [("siteKey", "is subscriptionId~resourceGroup~site")])
+        if not 0 < len(version) <= 128:
+            raise bad_request("no such version", [("version", "is at most 128 characters")])
         require_json(req.headers)
         reason = parse_reason(req.get_body() or b"")
         entry = bootstrap.get_service().lift_quarantine(site_key, version, actor=actor, reason=reason)
@@ -332,12 +333,10 @@ def redeploy_site(req: func.HttpRequest) -> func.HttpResponse:
 
     def work() -> func.HttpResponse:
         actor = _who(req, "redeploy")
-        site_key = req.route_params.get("siteKey", "")
-        if not (0 < len(site_key) <= 400 and site_key.count("~") == 2):
-            raise bad_request("no such site", [("siteKey", "is subscriptionId~resourceGroup~site")])
+        site_key = check_site_key(req.route_params.get("siteKey", ""))
         require_json(req.headers)
         to, reason = parse_redeploy(req.get_body() or b"")
-        result = bootstrap.get_service().redeploy(site_key.lower(), to, actor=actor, reason=reason)
+        result = bootstrap.get_service().redeploy(site_key, to, actor=actor, reason=reason)
         if result.outcome == "rejected":
             errors = [{"field": f or "(request)", "message": m} for f, m in result.errors]
             raise Problem(
@@ -398,8 +397,13 @@ def submit_rollout(req: func.HttpRequest) -> func.HttpResponse:
             keep_rejections=False,
         )
         if result.outcome == "rejected":
-            status = REFUSAL_STATUS[result.refusal or "invalid"]
-            slug = {400: "invalid-rollout-event", 401: "unproven-origin", 403: "not-allowed-by-policy"}[status]
+            status = {**REFUSAL_STATUS, "conflict": 409}[result.refusal or "invalid"]
+            slug = {
+                400: "invalid-rollout-event",
+                401: "unproven-origin",
+                403: "not-allowed-by-policy",
+                409: "rollout-id-conflict",
+            }[status]
             errors = [{"field": f or "(body)", "message": m} for f, m in result.errors]
             raise Problem(status, slug, "The rollout was refused", result.reason, errors)
         assert result.rollout is not None

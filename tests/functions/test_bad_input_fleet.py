@@ -33,7 +33,6 @@ ROLLOUTS: list[tuple[str, Any, str]] = [
     ("an array", b"[]", "(body)"),
     ("no rollout id", changed(rolloutId=None), "rolloutId"),
     ("a number as rollout id", changed(rolloutId=7), "rolloutId"),
-    ("a long rollout id", changed(rolloutId="r" * 65), "rolloutId"),
     ("a target as well", changed(target=TARGETS[0]), "target"),
     ("no targets", changed(targets=[]), "targets"),
     ("targets not a list", changed(targets={"a": 1}), "targets"),
@@ -63,6 +62,11 @@ ROLLOUTS: list[tuple[str, Any, str]] = [
     ),
     ("a bad bake", changed(waves=[{"sites": ["web-one", "web-two"], "bake": "soon"}]), "waves[0].bake"),
     ("a bake too long", changed(waves=[{"sites": ["web-one", "web-two"], "bake": "30d"}]), "waves[0].bake"),
+    ("a bake with a fraction", changed(waves=[{"sites": ["web-one", "web-two"], "bake": 1.5}]), "waves[0].bake"),
+    ("a bake of null", changed(waves=[{"sites": ["web-one", "web-two"], "bake": None}]), "waves[0].bake"),
+    ("a bake as an object", changed(waves=[{"sites": ["web-one", "web-two"], "bake": {}}]), "waves[0].bake"),
+    ("a colon in the rollout id", changed(rolloutId="fleet:1"), "rolloutId"),
+    ("a rollout id too long", changed(rolloutId="r" * 57), "rolloutId"),
     ("a bad plan", changed(strategy="fast"), "strategy"),
     ("no version", changed(version=None), "version"),
 ]
@@ -188,3 +192,16 @@ def test_the_stop_switch_needs_an_admin_and_a_reason(indexed, app):
         headers=admin,
     )
     assert started.status_code == 200 and not doc["stopped"]
+
+
+def test_a_rollout_id_reused_for_another_plan_is_a_conflict(indexed, app):
+    def send(doc):
+        raw = json.dumps(doc).encode()
+        headers = {"X-Release-Signature-256": sign(raw, TEST_KEY), "X-Release-Key-Id": TEST_KEY_ID}
+        return http(indexed, "submit_rollout", "POST", "/api/rollouts", raw=raw, headers=headers, who="sam")
+
+    assert send(GOOD)[0].status_code == 201
+    assert send(GOOD)[0].status_code == 200, "the same rollout again"
+    conflict, problem = send(changed(version="9.9.9"))
+    assert conflict.status_code == 409 and problem["errors"][0]["field"] == "rolloutId"
+    assert app.service.get_rollout("fleet-1").spec.version == GOOD["version"]

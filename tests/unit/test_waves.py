@@ -56,7 +56,8 @@ def test_waves_go_in_order_within_their_limits_and_stop_on_a_failure(plan, data)
         current = plan.waves[r.wave]
         assert sum(1 for s in current.sites if r.run(s).state == "running") <= current.max_in_flight
         for release_id in decision.roll_back:
-            children[release_id] = Child(Phase.ROLLED_BACK, "rollout stopped")
+            if data.draw(st.booleans()):  # else the rollback comes too late: the release ends on its own
+                children[release_id] = Child(Phase.ROLLED_BACK, "rollout stopped")
         # The sites' releases move on their own.
         for run in r.runs:
             rid = run.release_id if run.state == "running" else run.revert_id if run.state == "reverting" else None

@@ -73,3 +73,7 @@ def test_bad_windows_are_named():
             parse_schedule([doc], [])
     with pytest.raises(WindowError, match="ends before it starts"):
         parse_schedule([], [{"from": "2026-02-01", "to": "2026-01-01"}])
+    for start, end in (("22:00", "06:00"), ("09:00", "09:00")):
+        with pytest.raises(WindowError, match="ends before it starts"):
+            parse_schedule([{"days": "Mon", "from": start, "to": end}], [])
+    assert parse_schedule([{"days": "Mon", "from": "22:00", "to": "00:00"}], []).windows[0].end.hour == 0

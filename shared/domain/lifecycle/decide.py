@@ -57,7 +57,10 @@ def needs(release: Release, site: SiteState) -> Needs:
     return Needs(
         slots=True,
         readiness=phase is Phase.DEPLOYING,
-        checks=phase is Phase.VALIDATING and not release.paused and release.gate_pending is None,
+        checks=phase is Phase.VALIDATING
+        and not release.paused
+        and release.gate_pending is None
+        and not (release.held and release.validation.streak >= release.spec.validation.consecutive_successes),
         analysis=analysis,
         window_start=window_start if analysis else None,
         gate=release.gate_pending,

@@ -87,6 +87,9 @@ def validating(d: Draft, obs: Observation) -> None:
             after_validation(d, obs)
         return
     progress = r.validation
+    if r.held is not None and progress.streak >= v.consecutive_successes:
+        after_validation(d, obs)  # validated, held by the schedule: wait, neither re-checking nor timing out
+        return
     if obs.checks is not None:
         failed = [c for c in obs.checks if not c.passed]
         evidence = [c.describe() for c in obs.checks]
