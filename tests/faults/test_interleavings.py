@@ -11,7 +11,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from tests.faults.machine import AzuriteInterleavings, Interleavings
 
 # Enough to cover every rule many times in CI; FAULT_SCENARIOS raises it for a local deep run.
-SCENARIOS = {"memory": int(os.environ.get("FAULT_SCENARIOS", "150")), "azurite": 25}
+SCENARIOS = {"memory": int(os.environ.get("FAULT_SCENARIOS", "150")), "azurite": 15}
 
 
 def bounded(scenarios: int) -> settings:
