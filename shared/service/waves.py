@@ -119,9 +119,8 @@ class Rollouts(Intake, Overrides):
                         found = self.store.find_release(rid)
                         if found is not None:
                             children[rid] = waves.Child(found.value.phase, found.value.reason)
-            now = self.clock.now()
-            decision = waves.decide_rollout(r, children, now)
-            after = self._carry_out(decision, now)
+            decision = waves.decide_rollout(r, children, self.clock.now())
+            after = self._carry_out(decision)
             try:
                 self.store.save_rollout(after, loaded.etag)
             except ConcurrencyConflict:
@@ -129,7 +128,9 @@ class Rollouts(Intake, Overrides):
             return after
         raise TooManyConflicts(f"rollout {rollout_id} kept changing; try again")
 
-    def _carry_out(self, decision: waves.RolloutDecision, now: object) -> waves.Rollout:
+    def _carry_out(self, decision: waves.RolloutDecision) -> waves.Rollout:
+        """Create, roll back and revert the sites' releases the decision asks for; the rollout as
+        it stands after them (a site whose release was refused has failed)."""
         r = decision.rollout
         by = _controller(r.id)
         for site in decision.start:
