@@ -1,6 +1,6 @@
 """Timer trigger: with a work queue, put a message on it for every release whose own scheduled message
 is late; without one, advance every due release here (steps, bakes, analysis, swaps) within a time
-budget.
+budget. Every tick also takes the next step of each rollout not yet ended (which sites start).
 
 What a tick does is in ``shared/triggers/timer.py``, imported on the first tick.
 """

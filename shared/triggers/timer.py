@@ -2,7 +2,8 @@
 
 With a work queue: find the releases still due after the grace their own scheduled messages had,
 and put one work message per release on the queue (the queue trigger reconciles them, spread over
-instances). Without one: advance every due release here, within a time budget.
+instances). Without one: advance every due release here, within a time budget. Either way, each
+rollout not yet ended is looked at first: it starts the sites whose turn has come.
 """
 
 from __future__ import annotations
