@@ -305,8 +305,9 @@ class ServiceBase:
                     failures.append((sink, why))
                 else:
                     delivered.append(sink)
-            outcomes[alert.seq] = lifecycle.Delivery(tuple(delivered), tuple(failures))
-            if failures and alert.attempts + 1 >= lifecycle.MAX_NOTIFICATION_ATTEMPTS:
+            log_failed = any(sink == LOG_SINK for sink, _ in failures)
+            outcomes[alert.seq] = lifecycle.Delivery(tuple(delivered), tuple(failures), retry_forever=log_failed)
+            if failures and not log_failed and alert.attempts + 1 >= lifecycle.MAX_NOTIFICATION_ATTEMPTS:
                 sinks = ", ".join(sink for sink, _ in failures)
                 log.error("release %s: gave up on the %s notification to %s", release.id, alert.event, sinks)
         current = loaded

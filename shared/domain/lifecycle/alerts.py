@@ -41,6 +41,9 @@ class Delivery:
 
     delivered: tuple[str, ...] = ()
     failures: tuple[tuple[str, str], ...] = ()  # (sink, why), never a URL
+    # The controller's own alert channel failed: retried until it takes the alert, never given up
+    # (alert rules page people from it; a rollback's or a failure's alert is delivered at least once).
+    retry_forever: bool = False
 
 
 def announce(decision: Decision, wanted: Collection[str]) -> Decision:
@@ -81,7 +84,7 @@ def alerts_delivered(release: Release, outcomes: Mapping[int, Delivery], now: da
             continue
         attempts = a.attempts + 1
         failed = ", ".join(f"{sink} ({why})" for sink, why in outcome.failures)
-        if attempts >= MAX_ATTEMPTS:
+        if attempts >= MAX_ATTEMPTS and not outcome.retry_forever:
             d.record(
                 "notification.failed",
                 f"gave up on the {a.event} notification after {attempts} attempts: {failed}",
@@ -91,7 +94,7 @@ def alerts_delivered(release: Release, outcomes: Mapping[int, Delivery], now: da
                 delivered=list(delivered),
             )
             continue
-        retry_at = now + timedelta(seconds=RETRY_BACKOFF_SECONDS[attempts - 1])
+        retry_at = now + timedelta(seconds=RETRY_BACKOFF_SECONDS[min(attempts, len(RETRY_BACKOFF_SECONDS)) - 1])
         kept.append(replace(a, delivered=delivered, attempts=attempts, retry_at=retry_at))
     if not changed:
         return None
